@@ -1,0 +1,112 @@
+/* SPDX-License-Identifier: (GPL-2.0-only OR BSD-2-Clause) */
+/*
+ * The one header shared by the eBPF program and the controller.
+ *
+ * Every struct that crosses the kernel boundary lives here, with explicit
+ * padding and fixed-width fields only. The TypeScript mirror is
+ * src/kernel/layout.ts; test/kernel/layout.test.ts reads this object's BTF and
+ * fails if an offset, size or constant differs. Constants are enums (not
+ * #defines) so that they reach BTF and can be checked too.
+ */
+#ifndef PORTSHAPER_H
+#define PORTSHAPER_H
+
+/* Bump whenever a pinned map's key, value or meaning changes: an agent refuses
+ * pins whose ps_meta carries another version instead of misreading them. */
+enum ps_layout { PS_LAYOUT_VERSION = 1 };
+
+enum ps_limits {
+	PS_PORTS = 65536,
+	/* A profile is one rule set; each attached interface points at one. */
+	PS_MAX_PROFILES = 4,
+	/* Buckets (slots). Slot 0 is reserved: a zero in ps_ports means "no rule". */
+	PS_MAX_SLOTS = 262144,
+	/* Global-counter rows: (interface slot, direction). Row 0 collects
+	 * interfaces the program is attached to but that are not registered. */
+	PS_MAX_IFACES = 64,
+	/* Bounded IPv6 extension-header walk (RFC 8200 order has at most 6 before L4). */
+	PS_MAX_EXTHDRS = 6,
+};
+
+enum ps_dir { PS_DIR_INGRESS = 0, PS_DIR_EGRESS = 1 };
+enum ps_proto { PS_PROTO_TCP = 0, PS_PROTO_UDP = 1 };
+/* Which port of the packet a rule names: the local service port (ingress:
+ * destination, egress: source) or the remote one (ingress: source, egress:
+ * destination). Local rules win when both match. */
+enum ps_side { PS_SIDE_LOCAL = 0, PS_SIDE_REMOTE = 1 };
+enum ps_mode { PS_MODE_ENFORCE = 0, PS_MODE_MONITOR = 1 };
+
+/* Bits of ps_rule.flags. */
+enum ps_rule_flags { PS_RULE_IN_USE = 1 };
+
+/* Columns of struct ps_global. */
+enum ps_global_kind {
+	PS_G_NON_IP = 0,	/* not IPv4/IPv6 (ARP, LLDP, ...) */
+	PS_G_UNPARSED = 1,	/* truncated or malformed headers */
+	PS_G_FRAGMENT = 2,	/* non-first fragments: they carry no ports */
+	PS_G_UNMATCHED = 3,	/* parsed, but no rule names its port */
+	PS_G_MATCHED = 4,	/* handed to a rule (see that rule's counters) */
+	PS_G_KINDS = 5,
+};
+
+/*
+ * ps_ports: ARRAY of __u32 slot ids indexed by
+ *   ((((profile * 2 + dir) * 2 + proto) * 2 + side) << 16) | port
+ * O(1) whatever the number of rules, and every port of every protocol,
+ * direction and side is addressable at once.
+ */
+enum ps_port_index {
+	PS_PORT_TABLE_SIZE = PS_MAX_PROFILES * 2 * 2 * 2 * PS_PORTS,
+};
+
+/* ps_rules[slot]: configuration, written only by the controller. Kept apart
+ * from the bucket state so that a rate or burst change is a plain map update
+ * that cannot touch the credit (credit is time, so it stays meaningful). */
+struct ps_rule {
+	__u64 rate_bps;		/* bits per second of wire bytes; 0 = unlimited */
+	__u64 burst_ns;		/* bucket depth, in ns of transmission at rate_bps */
+	__u64 key_hash;		/* controller's id of the bucket, to re-adopt it */
+	__u32 mode;		/* enum ps_mode */
+	__u32 flags;		/* enum ps_rule_flags */
+};
+
+/* ps_buckets[slot]: token-bucket state shared by every CPU, under the lock. */
+struct ps_bucket {
+	struct bpf_spin_lock lock;
+	__u32 pad;
+	__s64 credit_ns;	/* may go below zero by at most one packet (GSO debt) */
+	__u64 last_ns;		/* bpf_ktime_get_ns() of the last refill; 0 = never */
+};
+
+/* ps_counters[slot]: per-CPU, summed by the reader. Bytes are wire bytes. */
+struct ps_counters {
+	__u64 pass_pkts;
+	__u64 pass_bytes;
+	__u64 drop_pkts;
+	__u64 drop_bytes;
+	__u64 over_pkts;	/* monitor mode: passed although over the limit */
+	__u64 over_bytes;
+};
+
+/* ps_ifaces[ifindex]: which profile an interface uses and its counter row. */
+struct ps_iface {
+	__u32 profile;
+	__u32 stats_row;	/* 1..PS_MAX_IFACES-1; 0 is "unregistered" */
+};
+
+/* ps_global[stats_row * 2 + dir]: per-CPU traffic no rule accounts for. */
+struct ps_global {
+	__u64 pkts[PS_G_KINDS];
+	__u64 bytes[PS_G_KINDS];
+};
+
+/* ps_meta[0]: written once by the controller that creates the pins. */
+struct ps_meta {
+	__u32 layout_version;
+	__u32 max_slots;
+	__u32 max_profiles;
+	__u32 port_table_size;
+	__u64 created_ns;
+};
+
+#endif /* PORTSHAPER_H */

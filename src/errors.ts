@@ -1,0 +1,124 @@
+/**
+ * Every error portshaper raises. Each has a stable `code` (documented in
+ * docs/errors.md and checked by a test) and a message that says what to do.
+ */
+
+/** Base class: a stable code, a human message, and an optional fix hint. */
+export class PortshaperError extends Error {
+  readonly code: string;
+  readonly hint: string | undefined;
+
+  constructor(code: string, message: string, options: { hint?: string; cause?: unknown } = {}) {
+    super(options.hint ? `${message}\n  fix: ${options.hint}` : message, { cause: options.cause });
+    this.name = new.target.name;
+    this.code = code;
+    this.hint = options.hint;
+  }
+}
+
+/** A libbpf or kernel call failed. Carries the operation, errno and libbpf's log. */
+export class KernelError extends PortshaperError {
+  readonly operation: string;
+  readonly errno: number;
+  readonly errnoName: string;
+  readonly libbpfLog: string;
+
+  constructor(
+    code: string,
+    operation: string,
+    errno: number,
+    errnoName: string,
+    libbpfLog: string,
+    hint?: string,
+  ) {
+    const log = libbpfLog.trim() ? `\n--- libbpf log ---\n${tail(libbpfLog.trim(), 60)}` : '';
+    super(code, `${operation} failed: ${errnoName} (errno ${errno})${log}`, hint ? { hint } : {});
+    this.operation = operation;
+    this.errno = errno;
+    this.errnoName = errnoName;
+    this.libbpfLog = libbpfLog;
+  }
+}
+
+/** The libbpf shared library could not be loaded. */
+export class LibraryNotFoundError extends PortshaperError {
+  constructor(tried: string[], cause: unknown) {
+    super('PS_LIBBPF_NOT_FOUND', `could not load libbpf; tried: ${tried.join(', ')}`, {
+      hint: 'install libbpf1 (Debian: apt-get install libbpf1) or set PORTSHAPER_LIBBPF to the path of libbpf.so.1',
+      cause,
+    });
+  }
+}
+
+/** Pinned maps were written by an incompatible build of portshaper. */
+export class PinLayoutError extends PortshaperError {
+  constructor(pinDir: string, found: string, expected: number) {
+    super(
+      'PS_PIN_LAYOUT',
+      `pinned maps in ${pinDir} have layout ${found}; this build uses layout ${expected}`,
+      {
+        hint: `run the portshaper version that created them to detach, or remove them with "portshaper detach --pin-dir ${pinDir} --purge" (counters and bucket credit are lost)`,
+      },
+    );
+  }
+}
+
+/** A network interface named in the configuration does not exist. */
+export class InterfaceNotFoundError extends PortshaperError {
+  constructor(name: string) {
+    super('PS_IFACE_NOT_FOUND', `interface "${name}" does not exist in this network namespace`, {
+      hint: 'check the name with "ip -br link"; in a container, run the agent in the namespace that owns the interface',
+    });
+  }
+}
+
+/** The process lacks the privileges to load BPF programs or change tc. */
+export class PermissionError extends PortshaperError {
+  constructor(operation: string) {
+    super('PS_PERMISSION', `${operation} needs root or CAP_BPF + CAP_NET_ADMIN`, {
+      hint: 'run as root (sudo) or grant the capabilities, e.g. in the systemd unit AmbientCapabilities=CAP_BPF CAP_NET_ADMIN',
+    });
+  }
+}
+
+/** A value violates a data-plane limit (too many rules, rate out of range). */
+export class CapacityError extends PortshaperError {
+  constructor(message: string, hint: string) {
+    super('PS_CAPACITY', message, { hint });
+  }
+}
+
+/** One positioned problem in a policy file. */
+export interface Diagnostic {
+  file: string;
+  line: number;
+  column: number;
+  message: string;
+  severity: 'error' | 'warning';
+}
+
+/** Format a diagnostic as `file:line:column: message` (the form editors and CI understand). */
+export function formatDiagnostic(d: Diagnostic): string {
+  const prefix = d.severity === 'warning' ? 'warning: ' : '';
+  return `${d.file}:${d.line}:${d.column}: ${prefix}${d.message}`;
+}
+
+/** A policy failed validation; carries every problem found, not just the first. */
+export class PolicyError extends PortshaperError {
+  readonly diagnostics: Diagnostic[];
+
+  constructor(diagnostics: Diagnostic[]) {
+    const errors = diagnostics.filter((d) => d.severity === 'error');
+    super(
+      'PS_POLICY_INVALID',
+      `policy has ${errors.length} error${errors.length === 1 ? '' : 's'}:\n` +
+        diagnostics.map(formatDiagnostic).join('\n'),
+    );
+    this.diagnostics = diagnostics;
+  }
+}
+
+function tail(text: string, lines: number): string {
+  const all = text.split('\n');
+  return all.length <= lines ? text : ['…', ...all.slice(-lines)].join('\n');
+}
