@@ -28,8 +28,11 @@ const volatile struct {
 	enum ps_port_index port_index;
 } ps_btf_anchor __attribute__((used));
 
+/* ps_ports and ps_rules are mmapable: the controller reads and diffs the
+ * whole table in memory instead of 2M lookups through syscalls. */
 struct {
 	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(map_flags, BPF_F_MMAPABLE);
 	__uint(max_entries, PS_PORT_TABLE_SIZE);
 	__type(key, __u32);
 	__type(value, __u32);
@@ -37,6 +40,7 @@ struct {
 
 struct {
 	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(map_flags, BPF_F_MMAPABLE);
 	__uint(max_entries, PS_MAX_SLOTS);
 	__type(key, __u32);
 	__type(value, struct ps_rule);
@@ -78,13 +82,14 @@ struct {
 } ps_meta SEC(".maps");
 
 /*
- * Test clock. The kernel tests set ps_test_clock in .rodata before load and
- * then drive time through ps_test_now in .bss, so bucket arithmetic can be
+ * Test clock. The kernel tests set ps_test_clock before load and then drive
+ * time through ps_test_now (each in a section of its own, so the controller
+ * can address them without knowing the rest of .rodata/.data), so bucket arithmetic can be
  * checked exactly with BPF_PROG_TEST_RUN. In production the rodata stays 0,
  * the verifier sees a constant and removes the branch: no cost per packet.
  */
-const volatile __u32 ps_test_clock = 0;
-__u64 ps_test_now = 0;
+const volatile __u32 ps_test_clock SEC(".rodata.testclock") = 0;
+__u64 ps_test_now SEC(".data.testclock") = 0;
 
 static __always_inline __u64 ps_now(void)
 {

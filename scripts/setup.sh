@@ -1,0 +1,29 @@
+#!/usr/bin/env bash
+# Install what portshaper needs on a Debian/Ubuntu machine; quick when all is present.
+# Used by `make setup`, `.ci/run` and the Vagrant provisioner (one script, not three).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+# Build: clang/llvm + libbpf headers. Runtime: libbpf1, iproute2.
+# Tests and benchmarks: bpftool, iperf3, nftables, ethtool, iputils-ping, prometheus (promtool).
+PACKAGES=(clang llvm libbpf-dev libbpf1 bpftool iproute2 iperf3 nftables ethtool iputils-ping util-linux)
+
+missing=()
+for p in "${PACKAGES[@]}"; do
+  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+done
+if ((${#missing[@]})); then
+  if [[ $(id -u) -ne 0 ]]; then
+    echo "setup: missing packages: ${missing[*]}; run as root (sudo make setup)" >&2
+    exit 1
+  fi
+  echo "setup: installing ${missing[*]}"
+  export DEBIAN_FRONTEND=noninteractive
+  apt-get update -qq
+  apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+fi
+
+# Node dependencies (koffi's install script is allowed in package.json).
+if [[ ! -f node_modules/.package-lock.json || package.json -nt node_modules/.package-lock.json || package-lock.json -nt node_modules/.package-lock.json ]]; then
+  npm ci --no-audit --no-fund --loglevel=error
+fi

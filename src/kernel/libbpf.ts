@@ -1,0 +1,483 @@
+/**
+ * The one module that declares libbpf (and the few libc calls we need) through
+ * koffi. Every other module calls the typed wrappers exported here; every
+ * failing call becomes a KernelError carrying the operation, errno (number and
+ * name) and what libbpf logged during the call.
+ *
+ * Why koffi and not ffi-napi: measured on this Node (20.20), ffi-napi's install
+ * fails under default npm, a call costs ~45 µs against ~0.7 µs, a libbpf log
+ * callback costs 23–51 ms, and upstream is abandoned (see README, design notes).
+ *
+ * koffi rules we follow: optional opts are passed as null; nothing here is
+ * called from worker threads or through `.async` (libbpf's print callback must
+ * run on the thread that registered it); per-CPU values are
+ * roundup(value_size, 8) × possible CPUs; lookup_batch ends with ENOENT.
+ */
+import koffi from 'koffi';
+import { constants as osConstants } from 'node:os';
+import { KernelError, LibraryNotFoundError } from '../errors.js';
+
+/** Opaque libbpf handles. */
+export type BpfObject = unknown;
+export type BpfMap = unknown;
+export type BpfProgram = unknown;
+
+const LIBBPF_CANDIDATES = ['libbpf.so.1', '/usr/lib/x86_64-linux-gnu/libbpf.so.1', '/usr/lib64/libbpf.so.1', '/usr/lib/libbpf.so.1'];
+
+function loadLibbpf(): koffi.IKoffiLib {
+  const override = process.env.PORTSHAPER_LIBBPF;
+  const tried = override ? [override] : LIBBPF_CANDIDATES;
+  const errors: unknown[] = [];
+  for (const path of tried) {
+    try {
+      return koffi.load(path);
+    } catch (err) {
+      errors.push(err);
+    }
+  }
+  throw new LibraryNotFoundError(tried, errors[errors.length - 1]);
+}
+
+const lib = loadLibbpf();
+const libc = koffi.load('libc.so.6');
+
+// struct bpf_tc_hook / bpf_tc_opts from libbpf.h (the trailing `size_t :0`
+// rounds both to a multiple of 8; `sz` must hold the struct size).
+const TcHook = koffi.struct('bpf_tc_hook', {
+  sz: 'size_t',
+  ifindex: 'int',
+  attach_point: 'int',
+  parent: 'uint32_t',
+  _pad: 'uint32_t',
+});
+const TcOpts = koffi.struct('bpf_tc_opts', {
+  sz: 'size_t',
+  prog_fd: 'int',
+  flags: 'uint32_t',
+  prog_id: 'uint32_t',
+  handle: 'uint32_t',
+  priority: 'uint32_t',
+  _pad: 'uint32_t',
+});
+const TC_HOOK_SIZE = koffi.sizeof(TcHook);
+const TC_OPTS_SIZE = koffi.sizeof(TcOpts);
+
+// struct bpf_test_run_opts (libbpf 1.1; last field batch_size).
+const TestRunOpts = koffi.struct('bpf_test_run_opts', {
+  sz: 'size_t',
+  data_in: 'void *',
+  data_out: 'void *',
+  data_size_in: 'uint32_t',
+  data_size_out: 'uint32_t',
+  ctx_in: 'void *',
+  ctx_out: 'void *',
+  ctx_size_in: 'uint32_t',
+  ctx_size_out: 'uint32_t',
+  retval: 'uint32_t',
+  repeat: 'int',
+  duration: 'uint32_t',
+  flags: 'uint32_t',
+  cpu: 'uint32_t',
+  batch_size: 'uint32_t',
+});
+const TEST_RUN_OPTS_SIZE = koffi.sizeof(TestRunOpts);
+
+// libbpf_print_fn_t: int (*)(enum libbpf_print_level, const char *, va_list).
+// On x86_64 a va_list parameter is a pointer to __va_list_tag, so vsnprintf
+// can format it directly. (aarch64 passes va_list by value: see README.)
+const PrintFn = koffi.proto('int libbpf_print_fn(int level, const char *fmt, void *args)');
+
+const fn = {
+  libbpf_set_print: lib.func('void *libbpf_set_print(libbpf_print_fn *fn)'),
+  libbpf_num_possible_cpus: lib.func('int libbpf_num_possible_cpus()'),
+  libbpf_major_version: lib.func('uint32_t libbpf_major_version()'),
+  libbpf_minor_version: lib.func('uint32_t libbpf_minor_version()'),
+  bpf_object__open_file: lib.func('void *bpf_object__open_file(const char *path, void *opts)'),
+  bpf_object__load: lib.func('int bpf_object__load(void *obj)'),
+  bpf_object__close: lib.func('void bpf_object__close(void *obj)'),
+  bpf_object__find_map_by_name: lib.func('void *bpf_object__find_map_by_name(void *obj, const char *name)'),
+  bpf_object__find_program_by_name: lib.func('void *bpf_object__find_program_by_name(void *obj, const char *name)'),
+  bpf_map__set_pin_path: lib.func('int bpf_map__set_pin_path(void *map, const char *path)'),
+  bpf_map__set_max_entries: lib.func('int bpf_map__set_max_entries(void *map, uint32_t max_entries)'),
+  bpf_map__set_initial_value: lib.func('int bpf_map__set_initial_value(void *map, const void *data, size_t size)'),
+  bpf_map__fd: lib.func('int bpf_map__fd(void *map)'),
+  bpf_map__is_pinned: lib.func('bool bpf_map__is_pinned(void *map)'),
+  bpf_program__fd: lib.func('int bpf_program__fd(void *prog)'),
+  bpf_obj_get: lib.func('int bpf_obj_get(const char *path)'),
+  bpf_map_lookup_elem: lib.func('int bpf_map_lookup_elem(int fd, const void *key, void *value)'),
+  bpf_map_lookup_elem_flags: lib.func('int bpf_map_lookup_elem_flags(int fd, const void *key, void *value, uint64_t flags)'),
+  bpf_map_update_elem: lib.func('int bpf_map_update_elem(int fd, const void *key, const void *value, uint64_t flags)'),
+  bpf_map_delete_elem: lib.func('int bpf_map_delete_elem(int fd, const void *key)'),
+  bpf_map_lookup_batch: lib.func(
+    'int bpf_map_lookup_batch(int fd, void *in_batch, void *out_batch, void *keys, void *values, void *count, void *opts)',
+  ),
+  bpf_map_update_batch: lib.func(
+    'int bpf_map_update_batch(int fd, const void *keys, const void *values, void *count, void *opts)',
+  ),
+  bpf_tc_hook_create: lib.func('int bpf_tc_hook_create(bpf_tc_hook *hook)'),
+  bpf_tc_attach: lib.func('int bpf_tc_attach(bpf_tc_hook *hook, _Inout_ bpf_tc_opts *opts)'),
+  bpf_tc_detach: lib.func('int bpf_tc_detach(bpf_tc_hook *hook, bpf_tc_opts *opts)'),
+  bpf_tc_query: lib.func('int bpf_tc_query(bpf_tc_hook *hook, _Inout_ bpf_tc_opts *opts)'),
+  bpf_prog_test_run_opts: lib.func('int bpf_prog_test_run_opts(int prog_fd, _Inout_ bpf_test_run_opts *opts)'),
+  close: libc.func('int close(int fd)'),
+  vsnprintf: libc.func('int vsnprintf(_Out_ uint8_t *buf, size_t size, const char *fmt, void *args)'),
+  if_nametoindex: libc.func('unsigned int if_nametoindex(const char *name)'),
+  munmap: libc.func('int munmap(void *addr, size_t length)'),
+  mmap: libc.func('void *mmap(void *addr, size_t length, int prot, int flags, int fd, int64_t offset)'),
+  mount: libc.func('int mount(const char *source, const char *target, const char *fstype, unsigned long flags, const void *data)'),
+};
+
+// ---------------------------------------------------------------------------
+// libbpf's log: one print callback for the life of the process. Messages are
+// kept in a ring; each wrapped call takes what was logged during it so that
+// an error (a verifier rejection above all) carries its own log.
+
+const LOG_LIMIT = 1 << 20;
+let logBuffer = '';
+const printBuf = Buffer.alloc(64 * 1024);
+
+/** libbpf print levels: 0 warn, 1 info, 2 debug. Debug is dropped unless asked for. */
+const logLevel = process.env.PORTSHAPER_LIBBPF_DEBUG ? 2 : 1;
+
+const printCallback = koffi.register((level: number, fmt: string, args: unknown): number => {
+  if (level > logLevel) return 0;
+  const n = fn.vsnprintf(printBuf, printBuf.length, fmt, args) as number;
+  if (n > 0) {
+    logBuffer += printBuf.toString('utf8', 0, Math.min(n, printBuf.length - 1));
+    if (logBuffer.length > LOG_LIMIT) logBuffer = logBuffer.slice(-LOG_LIMIT);
+  }
+  return 0;
+}, koffi.pointer(PrintFn));
+fn.libbpf_set_print(printCallback);
+
+/** Take (and clear) what libbpf logged since the last call. */
+export function takeLibbpfLog(): string {
+  const log = logBuffer;
+  logBuffer = '';
+  return log;
+}
+
+// ---------------------------------------------------------------------------
+// errno handling
+
+const errnoNames = new Map<number, string>(
+  Object.entries(osConstants.errno).map(([name, num]) => [num as number, name]),
+);
+
+/** The symbolic name of an errno value, e.g. 1 → "EPERM". */
+export function errnoName(errno: number): string {
+  return errnoNames.get(Math.abs(errno)) ?? `E${Math.abs(errno)}`;
+}
+
+export const ENOENT = osConstants.errno.ENOENT;
+export const EEXIST = osConstants.errno.EEXIST;
+export const EPERM = osConstants.errno.EPERM;
+
+/** Fix hints for errors an operator meets in practice, by errno. */
+function hintFor(operation: string, errno: number): string | undefined {
+  switch (errnoName(errno)) {
+    case 'EPERM':
+    case 'EACCES':
+      return 'needs root or CAP_BPF + CAP_NET_ADMIN (and CAP_SYS_ADMIN for bpffs mounts)';
+    case 'ENODEV':
+      return 'the interface disappeared; check "ip -br link"';
+    case 'EINVAL':
+      return operation.startsWith('load')
+        ? 'the kernel rejected the object; the libbpf log above says why (is BTF enabled: /sys/kernel/btf/vmlinux?)'
+        : undefined;
+    case 'EOPNOTSUPP':
+      return 'the kernel lacks a feature portshaper needs (clsact/cls_bpf: CONFIG_NET_CLS_BPF, CONFIG_NET_SCH_INGRESS)';
+    default:
+      return undefined;
+  }
+}
+
+/** Build the KernelError for a failed operation (errno positive or negative). */
+export function kernelError(operation: string, errno: number, code = 'PS_KERNEL'): KernelError {
+  const e = Math.abs(errno);
+  return new KernelError(code, operation, e, errnoName(e), takeLibbpfLog(), hintFor(operation, e));
+}
+
+/** Throw for a libbpf int return (<0 means -errno); otherwise return it. */
+function check(operation: string, ret: number, code?: string): number {
+  if (ret < 0) {
+    const errno = ret === -1 ? koffi.errno() : -ret;
+    // Missing privileges are the commonest failure: give them one code.
+    throw kernelError(operation, errno, errno === EPERM ? 'PS_PERMISSION' : code);
+  }
+  return ret;
+}
+
+/** Throw for a libbpf pointer return (NULL means failure, errno set). */
+function checkPtr<T>(operation: string, ptr: T | null, code?: string): T {
+  if (ptr === null) throw kernelError(operation, koffi.errno() || 22, code);
+  return ptr;
+}
+
+// ---------------------------------------------------------------------------
+// objects, maps, programs
+
+/** libbpf's version, e.g. "1.1". */
+export function libbpfVersion(): string {
+  return `${fn.libbpf_major_version()}.${fn.libbpf_minor_version()}`;
+}
+
+/** Number of possible CPUs: the multiplier of every per-CPU value. */
+export function possibleCpus(): number {
+  return check('libbpf_num_possible_cpus', fn.libbpf_num_possible_cpus() as number);
+}
+
+/** Open (parse, not load) a BPF ELF object. */
+export function openObject(path: string): BpfObject {
+  takeLibbpfLog();
+  return checkPtr(`open BPF object ${path}`, fn.bpf_object__open_file(path, null), 'PS_BPF_OPEN');
+}
+
+/** Load every map and program of an opened object into the kernel (runs the verifier). */
+export function loadObject(obj: BpfObject, what: string): void {
+  takeLibbpfLog();
+  check(`load ${what}`, fn.bpf_object__load(obj) as number, 'PS_BPF_LOAD');
+  takeLibbpfLog();
+}
+
+/** Free an object: closes its fds (pins and tc attachments keep what they hold alive). */
+export function closeObject(obj: BpfObject): void {
+  fn.bpf_object__close(obj);
+}
+
+/** Find a map by name (internal maps by section name, e.g. ".rodata"). */
+export function findMap(obj: BpfObject, name: string): BpfMap {
+  return checkPtr(`find map ${name}`, fn.bpf_object__find_map_by_name(obj, name) as BpfMap | null, 'PS_BPF_OBJECT');
+}
+
+/** Find a program by its C function name. */
+export function findProgram(obj: BpfObject, name: string): BpfProgram {
+  return checkPtr(
+    `find program ${name}`,
+    fn.bpf_object__find_program_by_name(obj, name) as BpfProgram | null,
+    'PS_BPF_OBJECT',
+  );
+}
+
+/** Pin (or, if the pin exists and matches, reuse) this map at path when the object loads. */
+export function setPinPath(map: BpfMap, path: string): void {
+  check(`set pin path ${path}`, fn.bpf_map__set_pin_path(map, path) as number);
+}
+
+/** Size a map before load. */
+export function setMaxEntries(map: BpfMap, entries: number): void {
+  check(`set max_entries ${entries}`, fn.bpf_map__set_max_entries(map, entries) as number);
+}
+
+/** Replace a global-data map's initial contents (e.g. .rodata constants) before load. */
+export function setInitialValue(map: BpfMap, data: Buffer): void {
+  check('set initial value', fn.bpf_map__set_initial_value(map, data, data.length) as number);
+}
+
+/** The fd of a loaded map. */
+export function mapFd(map: BpfMap): number {
+  return check('bpf_map__fd', fn.bpf_map__fd(map) as number);
+}
+
+/** The fd of a loaded program. */
+export function programFd(prog: BpfProgram): number {
+  return check('bpf_program__fd', fn.bpf_program__fd(prog) as number);
+}
+
+/** Open a pinned object (map or program) by its bpffs path; the caller closes the fd. */
+export function objGet(path: string): number {
+  return check(`open pin ${path}`, fn.bpf_obj_get(path) as number);
+}
+
+/** Close a file descriptor we own. */
+export function closeFd(fd: number): void {
+  fn.close(fd);
+}
+
+// ---------------------------------------------------------------------------
+// map element operations (keys and values are caller-encoded buffers)
+
+export const BPF_ANY = 0;
+export const BPF_F_LOCK = 4;
+
+/** Look one element up; returns false when the key does not exist. */
+export function lookupElem(fd: number, key: Buffer, value: Buffer, what: string, flags = 0): boolean {
+  const ret = (flags ? fn.bpf_map_lookup_elem_flags(fd, key, value, flags) : fn.bpf_map_lookup_elem(fd, key, value)) as number;
+  if (ret < 0) {
+    const errno = ret === -1 ? koffi.errno() : -ret;
+    if (errno === ENOENT) return false;
+    throw kernelError(`lookup ${what}`, errno);
+  }
+  return true;
+}
+
+/** Write one element. */
+export function updateElem(fd: number, key: Buffer, value: Buffer, what: string, flags = BPF_ANY): void {
+  check(`update ${what}`, fn.bpf_map_update_elem(fd, key, value, flags) as number);
+}
+
+/** Delete one element; returns false when it did not exist. */
+export function deleteElem(fd: number, key: Buffer, what: string): boolean {
+  const ret = fn.bpf_map_delete_elem(fd, key) as number;
+  if (ret < 0) {
+    const errno = ret === -1 ? koffi.errno() : -ret;
+    if (errno === ENOENT) return false;
+    throw kernelError(`delete ${what}`, errno);
+  }
+  return true;
+}
+
+/**
+ * Read up to `max` elements starting after batch token `inBatch` (null for the
+ * start). Returns how many were read and whether the map is exhausted; the
+ * kernel signals the end with ENOENT, possibly together with the last items.
+ */
+export function lookupBatch(
+  fd: number,
+  inBatch: Buffer | null,
+  outBatch: Buffer,
+  keys: Buffer,
+  values: Buffer,
+  max: number,
+  what: string,
+): { count: number; done: boolean } {
+  const count = Buffer.alloc(4);
+  count.writeUInt32LE(max);
+  const ret = fn.bpf_map_lookup_batch(fd, inBatch, outBatch, keys, values, count, null) as number;
+  const n = count.readUInt32LE();
+  if (ret < 0) {
+    const errno = ret === -1 ? koffi.errno() : -ret;
+    if (errno === ENOENT) return { count: n, done: true };
+    throw kernelError(`lookup batch ${what}`, errno);
+  }
+  return { count: n, done: false };
+}
+
+/** Write `count` elements in one syscall (keys and values packed back to back). */
+export function updateBatch(fd: number, keys: Buffer, values: Buffer, count: number, what: string): void {
+  if (count === 0) return;
+  const n = Buffer.alloc(4);
+  n.writeUInt32LE(count);
+  check(`update batch ${what} (${count} entries)`, fn.bpf_map_update_batch(fd, keys, values, n, null) as number);
+}
+
+// ---------------------------------------------------------------------------
+// tc clsact (cls_bpf, direct-action) through libbpf's netlink helpers
+
+export const BPF_TC_INGRESS = 1;
+export const BPF_TC_EGRESS = 2;
+const BPF_TC_F_REPLACE = 1;
+
+export type TcHookPoint = typeof BPF_TC_INGRESS | typeof BPF_TC_EGRESS;
+
+/** Our filter's identity on a clsact hook. */
+export interface TcFilterId {
+  handle: number;
+  priority: number;
+}
+
+function hook(ifindex: number, point: number) {
+  return { sz: TC_HOOK_SIZE, ifindex, attach_point: point, parent: 0, _pad: 0 };
+}
+
+function opts(id: TcFilterId, progFd = 0, flags = 0) {
+  return { sz: TC_OPTS_SIZE, prog_fd: progFd, flags, prog_id: 0, handle: id.handle, priority: id.priority, _pad: 0 };
+}
+
+/** Create the clsact qdisc on an interface; returns false if it already existed. */
+export function tcEnsureClsact(ifindex: number, ifname: string): boolean {
+  const ret = fn.bpf_tc_hook_create(hook(ifindex, BPF_TC_INGRESS | BPF_TC_EGRESS)) as number;
+  if (ret === -EEXIST) return false;
+  check(`create clsact qdisc on ${ifname}`, ret, 'PS_TC_ATTACH');
+  return true;
+}
+
+/** Attach (or atomically replace) our filter on one hook; returns the kernel's program id. */
+export function tcAttach(ifindex: number, point: TcHookPoint, id: TcFilterId, progFd: number, what: string): number {
+  const o = opts(id, progFd, BPF_TC_F_REPLACE);
+  check(`attach ${what}`, fn.bpf_tc_attach(hook(ifindex, point), o) as number, 'PS_TC_ATTACH');
+  return o.prog_id;
+}
+
+/** Remove our filter from one hook; returns false if it was not there. */
+export function tcDetach(ifindex: number, point: TcHookPoint, id: TcFilterId, what: string): boolean {
+  const ret = fn.bpf_tc_detach(hook(ifindex, point), opts(id)) as number;
+  if (ret === -ENOENT) return false;
+  check(`detach ${what}`, ret, 'PS_TC_DETACH');
+  return true;
+}
+
+/** The program id attached as our filter on a hook, or 0 if none is. */
+export function tcQuery(ifindex: number, point: TcHookPoint, id: TcFilterId, what: string): number {
+  const o = opts(id);
+  const ret = fn.bpf_tc_query(hook(ifindex, point), o) as number;
+  if (ret === -ENOENT || ret === -osConstants.errno.EINVAL) return 0;
+  check(`query ${what}`, ret, 'PS_TC_QUERY');
+  return o.prog_id;
+}
+
+// ---------------------------------------------------------------------------
+// BPF_PROG_TEST_RUN
+
+/** Result of running a program once on a crafted frame. */
+export interface TestRunResult {
+  retval: number;
+  durationNs: number;
+}
+
+/**
+ * Run a tc program on one frame with BPF_PROG_TEST_RUN. `ctx` is a struct
+ * __sk_buff image (ifindex, gso_segs, gso_size... are honoured by the kernel).
+ */
+export function testRun(progFd: number, frame: Buffer, ctx: Buffer | null, repeat = 1): TestRunResult {
+  const o = {
+    sz: TEST_RUN_OPTS_SIZE,
+    data_in: frame,
+    data_out: null,
+    data_size_in: frame.length,
+    data_size_out: 0,
+    ctx_in: ctx,
+    ctx_out: null,
+    ctx_size_in: ctx ? ctx.length : 0,
+    ctx_size_out: 0,
+    retval: 0,
+    repeat,
+    duration: 0,
+    flags: 0,
+    cpu: 0,
+    batch_size: 0,
+  };
+  check('BPF_PROG_TEST_RUN', fn.bpf_prog_test_run_opts(progFd, o) as number, 'PS_TEST_RUN');
+  return { retval: o.retval | 0, durationNs: o.duration };
+}
+
+// ---------------------------------------------------------------------------
+// libc
+
+/** ifindex of an interface in the current network namespace (0 if absent). */
+export function ifNameToIndex(name: string): number {
+  return fn.if_nametoindex(name) as number;
+}
+
+const PROT_READ = 1;
+const PROT_WRITE = 2;
+const MAP_SHARED = 1;
+
+/** A BPF_F_MMAPABLE array mapped into our memory; call unmap() exactly once, after the last use of `buffer`. */
+export interface MappedMap {
+  buffer: ArrayBuffer;
+  unmap(): void;
+}
+
+/** Map a BPF_F_MMAPABLE array into our memory (reads and u32 stores without syscalls). */
+export function mmapMap(fd: number, bytes: number, what: string): MappedMap {
+  const ptr = fn.mmap(null, bytes, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
+  if (ptr === null || koffi.address(ptr) === 0xffffffffffffffffn) throw kernelError(`mmap ${what}`, koffi.errno(), 'PS_KERNEL');
+  return { buffer: koffi.view(ptr, bytes), unmap: () => void fn.munmap(ptr, bytes) };
+}
+
+/** mount(2) a bpf filesystem at target. */
+export function mountBpffs(target: string): void {
+  const ret = fn.mount('bpf', target, 'bpf', 0, null) as number;
+  if (ret !== 0) throw kernelError(`mount bpffs at ${target}`, koffi.errno(), 'PS_BPFFS');
+}
