@@ -93,6 +93,13 @@ struct ps_ipv6_frag {
 	__be32 identification;
 };
 
+static __always_inline int ps_ipv6_is_ext(__u8 nexthdr)
+{
+	return nexthdr == IPPROTO_HOPOPTS || nexthdr == IPPROTO_ROUTING ||
+	       nexthdr == IPPROTO_DSTOPTS || nexthdr == IPPROTO_FRAGMENT ||
+	       nexthdr == IPPROTO_AH;
+}
+
 static __always_inline int ps_parse_ipv6(void *data, void *data_end, __u32 off,
 					 struct ps_pkt *pkt)
 {
@@ -109,44 +116,29 @@ static __always_inline int ps_parse_ipv6(void *data, void *data_end, __u32 off,
 
 	/* Walk at most PS_MAX_EXTHDRS extension headers; a longer chain is
 	 * reported as unparsed rather than walked without bound. */
-	for (i = 0; i < PS_MAX_EXTHDRS; i++) {
-		switch (nexthdr) {
-		case IPPROTO_HOPOPTS:
-		case IPPROTO_ROUTING:
-		case IPPROTO_DSTOPTS: {
-			struct ps_ipv6_opt *opt = data + off;
+	for (i = 0; i < PS_MAX_EXTHDRS && ps_ipv6_is_ext(nexthdr); i++) {
+		struct ps_ipv6_opt *opt = data + off;
 
-			if ((void *)(opt + 1) > data_end)
-				return PS_G_UNPARSED;
-			nexthdr = opt->nexthdr;
-			off += (opt->hdrlen + 1) * 8;
-			break;
-		}
-		case IPPROTO_AH: {
-			struct ps_ipv6_opt *opt = data + off;
-
-			if ((void *)(opt + 1) > data_end)
-				return PS_G_UNPARSED;
-			nexthdr = opt->nexthdr;
-			off += (opt->hdrlen + 2) * 4;
-			break;
-		}
-		case IPPROTO_FRAGMENT: {
+		if ((void *)(opt + 1) > data_end)
+			return PS_G_UNPARSED;
+		if (nexthdr == IPPROTO_FRAGMENT) {
 			struct ps_ipv6_frag *fh = data + off;
 
 			if ((void *)(fh + 1) > data_end)
 				return PS_G_UNPARSED;
 			if (bpf_ntohs(fh->frag_off) & IPV6_FRAG_OFFSET_MASK)
 				return PS_G_FRAGMENT;
-			nexthdr = fh->nexthdr;
 			off += sizeof(*fh);
-			break;
+		} else if (nexthdr == IPPROTO_AH) {
+			off += (opt->hdrlen + 2) * 4;
+		} else {
+			off += (opt->hdrlen + 1) * 8;
 		}
-		default:
-			return ps_parse_l4(data, data_end, off, nexthdr, pkt);
-		}
+		nexthdr = opt->nexthdr;
 	}
-	return PS_G_UNPARSED;
+	if (ps_ipv6_is_ext(nexthdr))
+		return PS_G_UNPARSED;
+	return ps_parse_l4(data, data_end, off, nexthdr, pkt);
 }
 
 /*

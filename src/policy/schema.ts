@@ -27,6 +27,8 @@ export interface KeySpec {
   /** Children of an object. */
   keys?: Readonly<Record<string, KeySpec>>;
   required?: readonly string[];
+  /** Keys that belong elsewhere, with the message that says where: reported instead of "unknown key". */
+  elsewhere?: Readonly<Record<string, string>>;
   /** Element of an array. */
   items?: KeySpec;
   minItems?: number;
@@ -185,6 +187,9 @@ export const POLICY_SPEC: KeySpec = {
       type: 'object',
       description: 'Values for rule keys that a rule leaves out (any rule key but name, port and interfaces).',
       keys: Object.fromEntries(Object.entries(RULE_KEYS).filter(([key]) => !RULE_ONLY_KEYS.includes(key))),
+      elsewhere: Object.fromEntries(
+        RULE_ONLY_KEYS.map((key) => [key, `"${key}" cannot have a default; set it on each rule`]),
+      ),
     },
     rules: {
       type: 'array',
