@@ -124,6 +124,7 @@ const fn = {
   if_nametoindex: libc.func('unsigned int if_nametoindex(const char *name)'),
   munmap: libc.func('int munmap(void *addr, size_t length)'),
   mmap: libc.func('void *mmap(void *addr, size_t length, int prot, int flags, int fd, int64_t offset)'),
+  setns: libc.func('int setns(int fd, int nstype)'),
   mount: libc.func('int mount(const char *source, const char *target, const char *fstype, unsigned long flags, const void *data)'),
 };
 
@@ -474,6 +475,13 @@ export function mmapMap(fd: number, bytes: number, what: string): MappedMap {
   const ptr = fn.mmap(null, bytes, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
   if (ptr === null || koffi.address(ptr) === 0xffffffffffffffffn) throw kernelError(`mmap ${what}`, koffi.errno(), 'PS_KERNEL');
   return { buffer: koffi.view(ptr, bytes), unmap: () => void fn.munmap(ptr, bytes) };
+}
+
+const CLONE_NEWNET = 0x40000000;
+
+/** setns(2) the calling thread into the network namespace open at fd. */
+export function setNetns(fd: number, what: string): void {
+  if ((fn.setns(fd, CLONE_NEWNET) as number) !== 0) throw kernelError(`enter network namespace ${what}`, koffi.errno(), 'PS_NETNS');
 }
 
 /** mount(2) a bpf filesystem at target. */
