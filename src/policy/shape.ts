@@ -168,7 +168,8 @@ class Walker {
 
   scalar(node: Node | undefined, spec: KeySpec, path: string): unknown {
     if (!isScalar(node)) return this.wrongType(node, spec, path);
-    const value: unknown = node.value;
+    // A bare number where a rate or burst belongs: the units parser says which unit to add.
+    const value: unknown = spec.units && typeof node.value === 'number' ? (node.source ?? String(node.value)) : node.value;
     const types = typeof spec.type === 'string' ? [spec.type] : spec.type;
     const fits =
       (types.includes('string') && typeof value === 'string') ||

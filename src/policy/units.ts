@@ -145,7 +145,7 @@ export function parseBurst(text: string, rateBps: number, options: { raiseToMini
   const minNs = minBurstNs(rateBps);
   if (bytes < MIN_BURST_BYTES && !options.raiseToMinimum) {
     throw new UnitError(
-      `burst "${text}" is ${Math.round(bytes)} bytes at ${formatRate(rateBps)}, below the minimum of ` +
+      `burst "${text}" is ${plural(Math.round(bytes), 'byte')} at ${formatRate(rateBps)}, below the minimum of ` +
         `${MIN_BURST_BYTES} bytes (${formatDuration(minNs)} at this rate): a bucket shallower than two full-size ` +
         `frames cannot pass back-to-back packets; use at least ${MIN_BURST_BYTES}b or ${formatDuration(minNs)}`,
     );
@@ -219,6 +219,10 @@ function formatDuration(ns: number): string {
   if (ns >= 1e6) return `${trimmed(ns / 1e6)}ms`;
   if (ns >= 1e3) return `${trimmed(ns / 1e3)}us`;
   return `${trimmed(ns)}ns`;
+}
+
+function plural(n: number, word: string): string {
+  return `${n} ${word}${n === 1 ? '' : 's'}`;
 }
 
 function trimmed(n: number): string {

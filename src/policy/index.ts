@@ -1,0 +1,24 @@
+/**
+ * The policy pipeline: parse (YAML with positions) → validate (every problem
+ * at once) → plan (pure DesiredState). The units parser is shared with the
+ * rest of the agent.
+ */
+export { loadPolicyFile } from './load.js';
+export { parsePolicy, type ParsedPolicy, type Position } from './parse.js';
+export { planPolicy } from './plan.js';
+export { policyJsonSchema, writePolicySchema } from './schema.js';
+export type { ApiSettings, PolicyEnv, PolicyInterface, PolicyRule, RuleDirection, RuleProtocol, ValidPolicy } from './types.js';
+export {
+  DEFAULT_BURST,
+  formatRate,
+  MAX_BURST_NS,
+  MAX_RATE_BPS,
+  MIN_BURST_BYTES,
+  MIN_RATE_BPS,
+  parseBurst,
+  parseDuration,
+  parseRate,
+  parseSize,
+  UnitError,
+} from './units.js';
+export { validatePolicy, type ValidationResult } from './validate.js';

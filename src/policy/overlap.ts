@@ -1,0 +1,77 @@
+/**
+ * Finds rules that claim the same port: the data plane maps each (profile,
+ * direction, protocol, side, port) to exactly one bucket, so two rules may
+ * not both name it.
+ */
+import type { Direction, Protocol, Side } from '../kernel/desired.js';
+
+/** The ports a rule claims. */
+export interface PortClaim {
+  from: number;
+  to: number;
+  protocols: readonly Protocol[];
+  directions: readonly Direction[];
+  side: Side;
+}
+
+/** A rule that claims a port an earlier rule already claims. */
+export interface Overlap {
+  /** Index of the later rule. */
+  rule: number;
+  /** Index of the earliest rule it overlaps. */
+  first: number;
+  /** The lowest port both claim, and where. */
+  port: number;
+  protocol: Protocol;
+  direction: Direction;
+  side: Side;
+  profile: number;
+}
+
+const PORTS = 65536;
+const DIRECTIONS: readonly Direction[] = ['ingress', 'egress'];
+const PROTOCOLS: readonly Protocol[] = ['tcp', 'udp'];
+const SIDES: readonly Side[] = ['local', 'remote'];
+const TABLES = DIRECTIONS.length * PROTOCOLS.length * SIDES.length;
+
+/**
+ * For each rule that overlaps an earlier one within some profile, the earliest
+ * such rule. ruleSets[p] lists the claims (by index, ascending) of profile p;
+ * an undefined claim (a rule with errors) claims nothing.
+ * Cost: one pass over every claimed port of every profile, whatever the number of rules.
+ */
+export function findOverlaps(
+  claims: readonly (PortClaim | undefined)[],
+  ruleSets: readonly (readonly number[])[]): Overlap[] {
+  const found = new Map<number, Overlap>();
+  // owners[table << 16 | port]: 1 + index of the first rule claiming the port; 0 = free.
+  const owners = new Int32Array(TABLES * PORTS);
+  ruleSets.forEach((rules, profile) => {
+    owners.fill(0);
+    for (const rule of rules) {
+      const claim = claims[rule];
+      if (claim === undefined) continue;
+      for (const direction of claim.directions) {
+        for (const protocol of claim.protocols) {
+          const base = tableOf(direction, protocol, claim.side) * PORTS;
+          for (let port = claim.from; port <= claim.to; port++) {
+            const owner = (owners[base + port] ?? 0) - 1;
+            if (owner < 0) {
+              owners[base + port] = rule + 1;
+              continue;
+            }
+            const known = found.get(rule);
+            if (known === undefined || owner < known.first || (owner === known.first && port < known.port)) {
+              found.set(rule, { rule, first: owner, port, protocol, direction, side: claim.side, profile });
+            }
+          }
+        }
+      }
+    }
+  });
+  return [...found.values()].sort((a, b) => a.rule - b.rule);
+}
+
+function tableOf(direction: Direction, protocol: Protocol, side: Side): number {
+  return (DIRECTIONS.indexOf(direction) * PROTOCOLS.length + PROTOCOLS.indexOf(protocol)) * SIDES.length + SIDES.indexOf(side);
+}

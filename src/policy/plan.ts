@@ -1,0 +1,96 @@
+/**
+ * Step 3 of the policy pipeline: a ValidPolicy → the DesiredState the data
+ * plane should hold. Pure and deterministic: the same policy always yields the
+ * same, sorted output, whatever the order of its rules.
+ */
+import type { DesiredBucket, DesiredInterface, DesiredPortRange, DesiredState, Direction, Protocol, Side } from '../kernel/desired.js';
+import { assignProfiles } from './profiles.js';
+import type { PolicyRule, ValidPolicy } from './types.js';
+
+const DIRECTIONS: readonly Direction[] = ['ingress', 'egress'];
+const PROTOCOLS: readonly Protocol[] = ['tcp', 'udp'];
+const SIDES: readonly Side[] = ['local', 'remote'];
+
+/** The buckets, port ranges and interfaces that enforce a validated policy. */
+export function planPolicy(policy: ValidPolicy): DesiredState {
+  const { profileOf, ruleSets } = assignProfiles(
+    policy.interfaces.map((i) => i.name),
+    policy.rules.map((r) => r.interfaces),
+  );
+
+  const interfaces: DesiredInterface[] = policy.interfaces.map((iface, i) => ({
+    name: iface.name,
+    profile: profileOf[i] ?? 0,
+    ingress: iface.ingress,
+    egress: iface.egress,
+  }));
+
+  // Emitting rules by name, directions in enum order and ports ascending yields buckets already sorted.
+  const buckets: DesiredBucket[] = [];
+  for (const rule of [...policy.rules].sort((a, b) => compareText(a.name, b.name))) {
+    for (const direction of directionsOf(rule)) {
+      const shared = { rule: rule.name, direction, rateBps: rule.rateBps, burstNs: rule.burstNs, mode: rule.mode };
+      if (!rule.perPort) {
+        buckets.push({ key: bucketKey(rule, direction), ...shared });
+        continue;
+      }
+      for (let port = rule.from; port <= rule.to; port++) {
+        buckets.push({ key: `${bucketKey(rule, direction)}/${port}`, ...shared, port });
+      }
+    }
+  }
+
+  const ports: DesiredPortRange[] = [];
+  ruleSets.forEach((rules, profile) => {
+    for (const index of rules) {
+      const rule = policy.rules[index];
+      if (rule === undefined) continue;
+      for (const direction of directionsOf(rule)) {
+        for (const protocol of protocolsOf(rule)) {
+          ports.push({
+            profile,
+            direction,
+            protocol,
+            side: rule.side,
+            from: rule.from,
+            to: rule.to,
+            // protocol "any": the tcp and udp ranges lead to the same bucket, so they share one limit.
+            bucket: bucketKey(rule, direction),
+            perPort: rule.perPort,
+          });
+        }
+      }
+    }
+  });
+  ports.sort(comparePortRanges);
+
+  return { buckets, ports, interfaces: interfaces.sort((a, b) => compareText(a.name, b.name)) };
+}
+
+function bucketKey(rule: PolicyRule, direction: Direction): string {
+  return `${rule.name}/${direction}`;
+}
+
+function directionsOf(rule: PolicyRule): readonly Direction[] {
+  return rule.direction === 'both' ? DIRECTIONS : [rule.direction];
+}
+
+function protocolsOf(rule: PolicyRule): readonly Protocol[] {
+  return rule.protocol === 'any' ? PROTOCOLS : [rule.protocol];
+}
+
+/** Orders ranges as the kernel's port table does: profile, direction, protocol, side, then port. */
+function comparePortRanges(a: DesiredPortRange, b: DesiredPortRange): number {
+  return (
+    a.profile - b.profile ||
+    DIRECTIONS.indexOf(a.direction) - DIRECTIONS.indexOf(b.direction) ||
+    PROTOCOLS.indexOf(a.protocol) - PROTOCOLS.indexOf(b.protocol) ||
+    SIDES.indexOf(a.side) - SIDES.indexOf(b.side) ||
+    a.from - b.from
+  );
+}
+
+/** Code-unit order: unlike localeCompare, the same on every machine. */
+function compareText(a: string, b: string): number {
+  return a < b ? -1 : a > b ? 1 : 0;
+}

@@ -1,0 +1,398 @@
+/**
+ * Step 2 of the policy pipeline: a parsed document → a ValidPolicy, or every
+ * problem found, each at its file:line:column. The key table (schema.ts)
+ * drives the key, type and enum checks; this module adds what crosses keys:
+ * defaults, port ranges, names, interfaces, overlaps and data-plane capacity.
+ */
+import { isIP } from 'node:net';
+import type { Diagnostic } from '../errors.js';
+import type { Mode, Protocol, Side } from '../kernel/desired.js';
+import { PS } from '../kernel/layout.js';
+import { findOverlaps, type PortClaim } from './overlap.js';
+import type { ParsedPolicy } from './parse.js';
+import { assignProfiles } from './profiles.js';
+import { POLICY_SPEC, RULE_KEYS } from './schema.js';
+import { childPath, Findings, shapeDocument } from './shape.js';
+import { suggestion } from './suggest.js';
+import type { ApiSettings, PolicyEnv, PolicyInterface, PolicyRule, RuleDirection, RuleProtocol, ValidPolicy } from './types.js';
+import { DEFAULT_BURST, formatRate, parseBurst, parseRate, UnitError } from './units.js';
+
+/** The outcome of validation: a policy when there are no errors, and every diagnostic (errors and warnings). */
+export interface ValidationResult {
+  policy?: ValidPolicy;
+  diagnostics: Diagnostic[];
+}
+
+/** Validates a parsed policy, reporting every problem at once; env answers questions about the host. */
+export function validatePolicy(parsed: ParsedPolicy, env: PolicyEnv): ValidationResult {
+  const findings = new Findings(parsed.file);
+  // The shape pass has checked every present value against POLICY_SPEC, so these casts only name what it let through.
+  const raw = shapeDocument(parsed, POLICY_SPEC, findings) as RawPolicy;
+  const interfaces = checkInterfaces(raw.interfaces ?? [], env, findings);
+  const api = checkApi(raw.api ?? {}, findings);
+  const rules = checkRules(raw.rules ?? [], raw.defaults ?? {}, interfaces, findings);
+  checkAcrossRules(rules, interfaces, findings);
+  const diagnostics = sortByPosition([...parsed.diagnostics, ...findings.diagnostics]);
+  if (diagnostics.some((d) => d.severity === 'error') || api === undefined) return { diagnostics };
+  const policy: ValidPolicy = {
+    pinDir: raw.pinDir ?? String(POLICY_SPEC.keys?.pinDir?.default),
+    interfaces,
+    api,
+    rules: rules.flatMap((r) => (r.rule ? [r.rule] : [])),
+  };
+  return { policy, diagnostics };
+}
+
+interface RawInterface {
+  name?: string;
+  ingress?: boolean;
+  egress?: boolean;
+}
+
+interface RawApi {
+  listen?: string;
+  tokenFile?: string;
+  readsOpen?: boolean;
+  tls?: { cert?: string; key?: string };
+}
+
+interface RawRule {
+  name?: string;
+  port?: number | string;
+  protocol?: RuleProtocol;
+  direction?: RuleDirection;
+  side?: Side;
+  rate?: string;
+  burst?: string;
+  mode?: Mode;
+  interfaces?: string[];
+  buckets?: 'shared' | 'per-port';
+}
+
+interface RawPolicy {
+  pinDir?: string;
+  interfaces?: (RawInterface | undefined)[];
+  api?: RawApi;
+  defaults?: RawRule;
+  rules?: (RawRule | undefined)[];
+}
+
+/**
+ * A rule as far as it could be checked: `claim` when its ports and scope are
+ * sound (for cross-rule checks), `rule` when nothing about it is wrong.
+ */
+interface CheckedRule {
+  index: number;
+  name: string;
+  line: number;
+  scope?: string[];
+  claim?: PortClaim;
+  buckets: number;
+  rule?: PolicyRule;
+}
+
+function checkInterfaces(raw: (RawInterface | undefined)[], env: PolicyEnv, findings: Findings): PolicyInterface[] {
+  const out: PolicyInterface[] = [];
+  const lineOf = new Map<string, number>();
+  raw.forEach((item, i) => {
+    const path = childPath('interfaces', i);
+    const name = item?.name;
+    if (item === undefined || name === undefined) return;
+    const namePath = childPath(path, 'name');
+    const at = findings.valueAt(namePath);
+    const first = lineOf.get(name);
+    if (first !== undefined) {
+      findings.error(namePath, at, `${namePath}: "${name}" is already listed at line ${first}; list each interface once`);
+      return;
+    }
+    lineOf.set(name, at.line);
+    if (!env.interfaceExists(name)) {
+      findings.warning(at, `${namePath}: interface "${name}" does not exist (yet); the agent will attach when it appears`);
+    }
+    const iface = { name, ingress: item.ingress ?? true, egress: item.egress ?? true };
+    if (!iface.ingress && !iface.egress) {
+      findings.warning(
+        findings.valueAt(path),
+        `${path}: ingress and egress are both false, so nothing is attached to "${name}"; enable one or remove the interface`,
+      );
+    }
+    out.push(iface);
+  });
+  return out;
+}
+
+function checkApi(raw: RawApi, findings: Findings): ApiSettings | undefined {
+  const apiKeys = POLICY_SPEC.keys?.api?.keys ?? {};
+  const listenText = raw.listen ?? String(apiKeys.listen?.default);
+  const listen = parseListen(listenText);
+  if (typeof listen === 'string') {
+    findings.error('api.listen', findings.valueAt('api.listen'), `api.listen: ${listen}`);
+    return undefined;
+  }
+  const { cert, key } = raw.tls ?? {};
+  return {
+    listen,
+    tokenFile: raw.tokenFile ?? String(apiKeys.tokenFile?.default),
+    readsOpen: raw.readsOpen ?? true,
+    ...(cert !== undefined && key !== undefined ? { tls: { cert, key } } : {}),
+  };
+}
+
+/** host:port (the key table checked the outline) → parts, or what is wrong with it. */
+function parseListen(text: string): { host: string; port: number } | string {
+  const cut = text.lastIndexOf(':');
+  const hostText = text.slice(0, cut);
+  const port = Number(text.slice(cut + 1));
+  if (!(port >= 1 && port <= 65535)) return `port ${text.slice(cut + 1)} in "${text}" is out of range 1..65535`;
+  if (hostText.startsWith('[')) {
+    const host = hostText.slice(1, -1);
+    return isIP(host) === 6 ? { host, port } : `"${host}" in "${text}" is not an IPv6 address`;
+  }
+  if (/^[0-9.]+$/.test(hostText) && isIP(hostText) !== 4) return `"${hostText}" in "${text}" is not an IPv4 address`;
+  return { host: hostText, port };
+}
+
+function checkRules(
+  raw: (RawRule | undefined)[],
+  defaults: RawRule,
+  interfaces: PolicyInterface[],
+  findings: Findings,
+): CheckedRule[] {
+  const known = interfaces.map((i) => i.name);
+  const names = new Map<string, { line: number; derived: boolean }>();
+  return raw.flatMap((item, index) => {
+    if (item === undefined) return [];
+    const path = childPath('rules', index);
+    const line = findings.valueAt(path).line;
+    const ports = checkPorts(item, path, findings);
+    const scope = checkScope(item.interfaces, known, path, findings);
+    const rateBps = checkRate(item, defaults, path, findings);
+    // Everything a claim needs is settled: later findings (burst, name) do not change which ports it takes.
+    const sound = findings.isClean(path);
+    const burstNs = rateBps === undefined ? undefined : checkBurst(item, defaults, rateBps, path, findings);
+    if (ports === undefined) return [];
+    const protocol = item.protocol ?? defaults.protocol ?? defaultOf<RuleProtocol>('protocol');
+    const direction = item.direction ?? defaults.direction ?? defaultOf<RuleDirection>('direction');
+    const side = item.side ?? defaults.side ?? defaultOf<Side>('side');
+    const name = checkName(item, protocol, ports, path, names, findings);
+    if (name === undefined) return [];
+    const perPort = ports.range && (item.buckets ?? defaults.buckets ?? defaultOf('buckets')) === 'per-port';
+    const directions = direction === 'both' ? (['ingress', 'egress'] as const) : [direction];
+    const protocols: Protocol[] = protocol === 'any' ? ['tcp', 'udp'] : [protocol];
+    const checked: CheckedRule = {
+      index,
+      name,
+      line,
+      buckets: directions.length * (perPort ? ports.to - ports.from + 1 : 1),
+      ...(scope ? { scope } : {}),
+      ...(sound ? { claim: { from: ports.from, to: ports.to, protocols, directions, side } } : {}),
+    };
+    if (rateBps === undefined || burstNs === undefined || !findings.isClean(path)) return [checked];
+    const rule: PolicyRule = {
+      name,
+      from: ports.from,
+      to: ports.to,
+      protocol,
+      direction,
+      side,
+      rateBps,
+      burstNs,
+      mode: item.mode ?? defaults.mode ?? defaultOf<Mode>('mode'),
+      perPort,
+      line,
+      ...(scope ? { interfaces: scope } : {}),
+    };
+    return [{ ...checked, rule }];
+  });
+}
+
+function defaultOf<T extends string>(key: keyof typeof RULE_KEYS): T {
+  return RULE_KEYS[key]?.default as T;
+}
+
+function checkPorts(
+  rule: RawRule,
+  path: string,
+  findings: Findings,
+): { from: number; to: number; range: boolean } | undefined {
+  const portPath = childPath(path, 'port');
+  if (rule.port === undefined) return undefined;
+  const at = findings.valueAt(portPath);
+  const text = String(rule.port);
+  const [from, to = from] = text.split('-').map(Number) as [number, number?];
+  const range = text.includes('-');
+  for (const end of range ? [from, to] : [from]) {
+    if (end < 1 || end > 65535) {
+      findings.error(portPath, at, `${portPath}: ${end} in "${text}" is out of range 1..65535`);
+      return undefined;
+    }
+  }
+  if (from > to) {
+    findings.error(portPath, at, `${portPath}: the range "${text}" is reversed; write "${to}-${from}"`);
+    return undefined;
+  }
+  if (!range && rule.buckets !== undefined) {
+    const bucketsPath = childPath(path, 'buckets');
+    findings.error(
+      bucketsPath,
+      findings.keyAt(bucketsPath),
+      `${bucketsPath}: only a port range has per-port buckets; remove "buckets" or make port a range such as "${from}-${from + 9}"`,
+    );
+  }
+  return { from, to, range };
+}
+
+function checkScope(
+  scope: string[] | undefined,
+  known: string[],
+  path: string,
+  findings: Findings,
+): string[] | undefined {
+  if (scope === undefined) return undefined;
+  scope.forEach((name, i) => {
+    if (name === undefined || known.includes(name)) return;
+    const itemPath = childPath(childPath(path, 'interfaces'), i);
+    findings.error(
+      itemPath,
+      findings.valueAt(itemPath),
+      `${itemPath}: "${name}" is not one of the top-level interfaces (${known.join(', ') || 'none'})` +
+        `${suggestion(name, known) || `; add it to interfaces: or remove it here`}`,
+    );
+  });
+  return [...new Set(scope)];
+}
+
+function checkRate(rule: RawRule, defaults: RawRule, path: string, findings: Findings): number | undefined {
+  // A rate that is present but invalid has been reported already, and must not fall back to the default.
+  if (!findings.isClean(childPath(path, 'rate'))) return undefined;
+  const text = rule.rate ?? defaults.rate;
+  if (text !== undefined) return parseRate(text);
+  if (findings.isClean('defaults.rate')) {
+    findings.error(
+      path,
+      findings.valueAt(path),
+      `${path}: missing required key "rate"; set it on the rule or in defaults, e.g. rate: 10mbit (or "unlimited" to count only)`,
+    );
+  }
+  return undefined;
+}
+
+function checkBurst(rule: RawRule, defaults: RawRule, rateBps: number, path: string, findings: Findings): number | undefined {
+  const burstPath = childPath(path, 'burst');
+  if (!findings.isClean(burstPath)) return undefined;
+  if (rateBps === 0) {
+    if (rule.burst !== undefined) {
+      findings.warning(findings.keyAt(burstPath), `${burstPath}: a burst has no effect with rate: unlimited; remove it`);
+    }
+    return 0;
+  }
+  try {
+    if (rule.burst !== undefined) return parseBurst(rule.burst, rateBps);
+    // Like the built-in default, a burst from defaults is meant for every rate, so it rises to the minimum.
+    return parseBurst(defaults.burst ?? DEFAULT_BURST, rateBps, { raiseToMinimum: true });
+  } catch (err) {
+    if (!(err instanceof UnitError)) throw err;
+    if (rule.burst !== undefined) {
+      findings.error(burstPath, findings.valueAt(burstPath), `${burstPath}: ${err.message}`);
+    } else {
+      const line = findings.valueAt(path).line;
+      findings.error(
+        'defaults.burst',
+        findings.valueAt('defaults.burst'),
+        `defaults.burst: for the rule at line ${line} (rate ${formatRate(rateBps)}): ${err.message}; or set burst on that rule`,
+      );
+    }
+    return undefined;
+  }
+}
+
+function checkName(
+  rule: RawRule,
+  protocol: RuleProtocol,
+  ports: { from: number; to: number; range: boolean },
+  path: string,
+  names: Map<string, { line: number; derived: boolean }>,
+  findings: Findings,
+): string | undefined {
+  const namePath = childPath(path, 'name');
+  const derived = rule.name === undefined;
+  // No name can be derived from an invalid protocol, and an invalid name has been reported.
+  if (derived && !(findings.isClean(namePath) && findings.isClean(childPath(path, 'protocol')))) return undefined;
+  const name = rule.name ?? (ports.range ? `${protocol}-${ports.from}-${ports.to}` : `${protocol}-${ports.from}`);
+  const line = findings.valueAt(path).line;
+  const first = names.get(name);
+  if (first === undefined) {
+    names.set(name, { line, derived });
+    return name;
+  }
+  const firstIs = first.derived ? `the name derived for the rule at line ${first.line}` : `used by the rule at line ${first.line}`;
+  if (derived) {
+    const portPath = childPath(path, 'port');
+    findings.error(
+      portPath,
+      findings.valueAt(portPath),
+      `${path}: the derived name "${name}" is already ${firstIs}; give one of them a name`,
+    );
+  } else {
+    findings.error(namePath, findings.valueAt(namePath), `${namePath}: "${name}" is already ${firstIs}; rule names must be unique`);
+  }
+  return name;
+}
+
+/** Overlaps, profiles and bucket capacity: what only the whole rule set reveals. */
+function checkAcrossRules(checked: CheckedRule[], interfaces: PolicyInterface[], findings: Findings): void {
+  const names = interfaces.map((i) => i.name);
+  const { profileOf, ruleSets } = assignProfiles(
+    names,
+    checked.map((r) => r.scope),
+  );
+
+  const extra = profileOf.indexOf(PS.PS_MAX_PROFILES);
+  if (extra >= 0) {
+    const namePath = childPath(childPath('interfaces', extra), 'name');
+    findings.error(
+      namePath,
+      findings.valueAt(namePath),
+      `${namePath}: the rules give the interfaces ${ruleSets.length} different rule sets, but the data plane ` +
+        `holds ${PS.PS_MAX_PROFILES} (PS_MAX_PROFILES) and "${names[extra]}" would need another; interfaces share ` +
+        `a set only when exactly the same rules apply to them, so restrict fewer rules with "interfaces:"`,
+    );
+  }
+
+  for (const overlap of findOverlaps(
+    checked.map((r) => r.claim),
+    ruleSets,
+  )) {
+    const later = checked[overlap.rule];
+    const first = checked[overlap.first];
+    if (later === undefined || first === undefined) continue;
+    const portPath = childPath(childPath('rules', later.index), 'port');
+    const where = names[profileOf.indexOf(overlap.profile)];
+    findings.error(
+      portPath,
+      findings.valueAt(portPath),
+      `${portPath}: overlaps rule "${first.name}" (line ${first.line}): both match ${overlap.protocol} port ` +
+        `${overlap.port} ${overlap.direction} (${overlap.side} side) on ${where}; a port belongs to at most one ` +
+        `rule per protocol, direction and side, so change the ports, protocol, direction, side or interfaces of one of them`,
+    );
+  }
+
+  const capacity = PS.PS_MAX_SLOTS - 1; // slot 0 means "no rule"
+  let total = 0;
+  for (const { index, buckets } of checked) {
+    total += buckets;
+    if (total <= capacity) continue;
+    const path = childPath('rules', index);
+    findings.error(
+      path,
+      findings.valueAt(path),
+      `${path}: this rule brings the number of token buckets to ${total}, more than the data plane's ${capacity} ` +
+        `(PS_MAX_SLOTS - 1); use buckets: shared for large ranges, or fewer rules`,
+    );
+    return;
+  }
+}
+
+function sortByPosition(diagnostics: Diagnostic[]): Diagnostic[] {
+  return [...diagnostics].sort((a, b) => a.line - b.line || a.column - b.column);
+}
