@@ -1,0 +1,173 @@
+import { describe, expect, it } from 'vitest';
+import { planPolicy } from '../../../src/policy/index.js';
+import { lines, validate, withRules } from './helpers.js';
+
+/** The plan of a policy that must be valid. */
+function plan(text: string) {
+  const { policy, diagnostics } = validate(text);
+  expect(diagnostics.filter((d) => d.severity === 'error'), 'policy validates').toEqual([]);
+  if (!policy) throw new Error('no policy');
+  return planPolicy(policy);
+}
+
+describe('planPolicy: buckets and port ranges', () => {
+  it('plans one shared bucket for a range, per direction', () => {
+    const state = plan(withRules('  - { name: web, port: "8000-8099", protocol: tcp, direction: ingress, rate: 10mbit, burst: 64kb }'));
+    expect(state.buckets).toEqual([
+      { key: 'web/ingress', rule: 'web', direction: 'ingress', rateBps: 10e6, burstNs: 52_428_800, mode: 'enforce' },
+    ]);
+    expect(state.ports).toEqual([
+      { profile: 0, direction: 'ingress', protocol: 'tcp', side: 'local', from: 8000, to: 8099, bucket: 'web/ingress', perPort: false },
+    ]);
+    expect(state.interfaces).toEqual([{ name: 'lo', profile: 0, ingress: true, egress: true }]);
+  });
+
+  it('plans one bucket per port for a per-port range, keyed by port', () => {
+    const state = plan(
+      withRules('  - { name: games, port: "27015-27017", protocol: udp, direction: egress, buckets: per-port, rate: 1mbit, mode: monitor }'),
+    );
+    expect(state.buckets.map((b) => [b.key, b.port, b.direction, b.mode])).toEqual([
+      ['games/egress/27015', 27015, 'egress', 'monitor'],
+      ['games/egress/27016', 27016, 'egress', 'monitor'],
+      ['games/egress/27017', 27017, 'egress', 'monitor'],
+    ]);
+    expect(state.ports).toEqual([
+      { profile: 0, direction: 'egress', protocol: 'udp', side: 'local', from: 27015, to: 27017, bucket: 'games/egress', perPort: true },
+    ]);
+  });
+
+  it('points the tcp and udp ranges of protocol any at the same bucket', () => {
+    const state = plan(withRules('  - { port: 53, direction: ingress, rate: 1mbit }'));
+    expect(state.buckets.map((b) => b.key)).toEqual(['any-53/ingress']);
+    expect(state.ports.map((p) => [p.protocol, p.bucket])).toEqual([
+      ['tcp', 'any-53/ingress'],
+      ['udp', 'any-53/ingress'],
+    ]);
+  });
+
+  it('gives direction both one bucket per direction', () => {
+    const state = plan(withRules('  - { port: 22, protocol: tcp, side: remote, rate: 1mbit }'));
+    expect(state.buckets.map((b) => b.key)).toEqual(['tcp-22/ingress', 'tcp-22/egress']);
+    expect(state.ports.map((p) => [p.direction, p.side, p.bucket])).toEqual([
+      ['ingress', 'remote', 'tcp-22/ingress'],
+      ['egress', 'remote', 'tcp-22/egress'],
+    ]);
+  });
+
+  it('plans an unlimited rule as a counting bucket (rate 0, burst 0)', () => {
+    const state = plan(withRules('  - { port: 80, protocol: tcp, direction: ingress, rate: unlimited }'));
+    expect(state.buckets).toEqual([
+      { key: 'tcp-80/ingress', rule: 'tcp-80', direction: 'ingress', rateBps: 0, burstNs: 0, mode: 'enforce' },
+    ]);
+  });
+
+  it('plans an empty rule list as interfaces only', () => {
+    expect(plan(lines('interfaces: [{ name: eth0, egress: false }]', 'rules: []'))).toEqual({
+      buckets: [],
+      ports: [],
+      interfaces: [{ name: 'eth0', profile: 0, ingress: true, egress: false }],
+    });
+  });
+});
+
+describe('planPolicy: profiles', () => {
+  const text = lines(
+    'interfaces:',
+    '  - name: eth2',
+    '  - name: eth0',
+    '  - name: eth1',
+    '  - name: lo',
+    '  - name: eth3',
+    'rules:',
+    '  - { name: all, port: 80, protocol: tcp, direction: ingress, rate: 1mbit }',
+    '  - { name: edge, port: 443, protocol: tcp, direction: ingress, rate: 1mbit, interfaces: [eth0, eth1] }',
+    '  - { name: lab, port: 5201, protocol: tcp, direction: ingress, rate: 1mbit, interfaces: [lo] }',
+    '  - { name: odd, port: 8080, protocol: tcp, direction: ingress, rate: 1mbit, interfaces: [eth3] }',
+  );
+
+  it('shares a profile between interfaces with the same rules, numbered by first appearance', () => {
+    expect(plan(text).interfaces).toEqual([
+      { name: 'eth0', profile: 1, ingress: true, egress: true },
+      { name: 'eth1', profile: 1, ingress: true, egress: true },
+      { name: 'eth2', profile: 0, ingress: true, egress: true },
+      { name: 'eth3', profile: 3, ingress: true, egress: true },
+      { name: 'lo', profile: 2, ingress: true, egress: true },
+    ]);
+  });
+
+  it('maps each profile to its own rules, the shared ones in every profile', () => {
+    expect(plan(text).ports.map((p) => `${p.profile}:${p.from}:${p.bucket}`)).toEqual([
+      '0:80:all/ingress',
+      '1:80:all/ingress',
+      '1:443:edge/ingress',
+      '2:80:all/ingress',
+      '2:5201:lab/ingress',
+      '3:80:all/ingress',
+      '3:8080:odd/ingress',
+    ]);
+  });
+
+  it('keeps one bucket per rule, whatever the number of profiles using it', () => {
+    expect(plan(text).buckets.map((b) => b.key)).toEqual(['all/ingress', 'edge/ingress', 'lab/ingress', 'odd/ingress']);
+  });
+});
+
+describe('planPolicy: determinism', () => {
+  const rules = [
+    '  - { name: zeta, port: "100-102", buckets: per-port, rate: 1mbit }',
+    '  - { name: alpha, port: 9000, protocol: udp, rate: 2mbit }',
+    '  - { name: mid, port: 22, side: remote, protocol: tcp, direction: egress, rate: 3mbit }',
+    '  - { port: 5000, rate: unlimited }',
+  ];
+
+  it('returns the same plan for the same policy', () => {
+    expect(plan(withRules(...rules))).toEqual(plan(withRules(...rules)));
+  });
+
+  it('returns the same plan whatever the order of the rules', () => {
+    expect(plan(withRules(...[...rules].reverse()))).toEqual(plan(withRules(...rules)));
+    expect(plan(withRules(rules[2] ?? '', rules[0] ?? '', rules[3] ?? '', rules[1] ?? ''))).toEqual(plan(withRules(...rules)));
+  });
+
+  it('sorts buckets by rule, direction and port, and ranges as the kernel port table', () => {
+    const state = plan(withRules(...rules));
+    expect(state.buckets.map((b) => b.key)).toEqual([
+      'alpha/ingress',
+      'alpha/egress',
+      'any-5000/ingress',
+      'any-5000/egress',
+      'mid/egress',
+      'zeta/ingress/100',
+      'zeta/ingress/101',
+      'zeta/ingress/102',
+      'zeta/egress/100',
+      'zeta/egress/101',
+      'zeta/egress/102',
+    ]);
+    expect(state.ports.map((p) => `${p.direction} ${p.protocol} ${p.side} ${p.from}`)).toEqual([
+      'ingress tcp local 100',
+      'ingress tcp local 5000',
+      'ingress udp local 100',
+      'ingress udp local 5000',
+      'ingress udp local 9000',
+      'egress tcp local 100',
+      'egress tcp local 5000',
+      'egress tcp remote 22',
+      'egress udp local 100',
+      'egress udp local 5000',
+      'egress udp local 9000',
+    ]);
+  });
+});
+
+describe('planPolicy: scale', () => {
+  it('plans 65,536 rules: every tcp port 1..65535 and one udp port', () => {
+    const ruleLines = Array.from({ length: 65535 }, (_, i) => `  - { port: ${i + 1}, protocol: tcp, rate: 1mbit }`);
+    ruleLines.push('  - { port: 53, protocol: udp, rate: 1mbit }');
+    const state = plan(`${withRules()}${ruleLines.join('\n')}\n`);
+    expect(state.buckets).toHaveLength(65536 * 2);
+    expect(state.ports).toHaveLength(65536 * 2);
+    expect(state.ports[0]).toMatchObject({ direction: 'ingress', protocol: 'tcp', from: 1, bucket: 'tcp-1/ingress' });
+    expect(state.ports.at(-1)).toMatchObject({ direction: 'egress', protocol: 'udp', from: 53, bucket: 'udp-53/egress' });
+  }, 60_000);
+});
