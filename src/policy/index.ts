@@ -6,7 +6,7 @@
 export { loadPolicyFile } from './load.js';
 export { parsePolicy, type ParsedPolicy, type Position } from './parse.js';
 export { planPolicy } from './plan.js';
-export { policyJsonSchema, writePolicySchema } from './schema.js';
+export { policyJsonSchema } from './schema.js';
 export type { ApiSettings, PolicyEnv, PolicyInterface, PolicyRule, RuleDirection, RuleProtocol, ValidPolicy } from './types.js';
 export {
   DEFAULT_BURST,

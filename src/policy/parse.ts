@@ -24,8 +24,9 @@ export interface ParsedPolicy {
 /** Parses policy text; `file` names it in diagnostics. Never throws: syntax errors are diagnostics. */
 export function parsePolicy(text: string, file: string): ParsedPolicy {
   const lineCounter = new LineCounter();
-  // A policy is one document; the default YAML 1.2 core schema reads "yes" and "on" as strings, not booleans.
-  const doc = parseDocument(text, { lineCounter, keepSourceTokens: true, prettyErrors: false });
+  // Node ranges are offsets, turned into line:column by the LineCounter. The default YAML 1.2 core
+  // schema reads "yes" and "on" as strings, not booleans, so they are reported instead of guessed.
+  const doc = parseDocument(text, { lineCounter, prettyErrors: false });
   const positionAt = (offset: number): Position => {
     const { line, col } = lineCounter.linePos(offset);
     return { line, column: col };

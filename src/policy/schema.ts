@@ -1,9 +1,10 @@
 /**
  * Every key of the policy file, defined once: type, allowed values, pattern,
  * default and description. The validator's key, type and enum checks and the
- * published JSON Schema (docs/policy.schema.json) are both derived from it.
+ * published JSON Schema (docs/policy.schema.json) are both derived from it;
+ * after a change, regenerate the file with
+ * `npx vitest run test/unit/policy/schema.test.ts -u`.
  */
-import { writeFileSync } from 'node:fs';
 import { DEFAULT_BURST, DURATION_UNITS, RATE_UNITS, SIZE_UNITS } from './units.js';
 
 type ScalarType = 'string' | 'integer' | 'boolean';
@@ -126,7 +127,7 @@ export const RULE_KEYS: Readonly<Record<string, KeySpec>> = {
 };
 
 /** Rule keys that cannot have a default: they identify a rule or where it applies. */
-export const RULE_ONLY_KEYS: readonly string[] = ['name', 'port', 'interfaces'];
+const RULE_ONLY_KEYS: readonly string[] = ['name', 'port', 'interfaces'];
 
 /** The whole policy file. */
 export const POLICY_SPEC: KeySpec = {
@@ -206,11 +207,6 @@ export function policyJsonSchema(): Record<string, unknown> {
     title: 'portshaper policy',
     ...toJsonSchema(POLICY_SPEC),
   };
-}
-
-/** Writes the JSON Schema to path; docs/policy.schema.json is kept in sync by test/unit/policy/schema.test.ts. */
-export function writePolicySchema(path: string): void {
-  writeFileSync(path, `${JSON.stringify(policyJsonSchema(), null, 2)}\n`);
 }
 
 function toJsonSchema(spec: KeySpec): Record<string, unknown> {

@@ -16,6 +16,7 @@ export class Findings {
   readonly diagnostics: Diagnostic[] = [];
   private readonly values = new Map<string, Position>();
   private readonly keys = new Map<string, Position>();
+  /** Paths with an error at or below them: a failure marks every enclosing path too. */
   private readonly failed = new Set<string>();
 
   constructor(private readonly file: string) {}
@@ -42,7 +43,7 @@ export class Findings {
 
   /** An error at a position; `path` marks that part of the policy as invalid. */
   error(path: string, at: Position, message: string): void {
-    this.failed.add(path);
+    for (let p: string | undefined = path; p !== undefined && !this.failed.has(p); p = parentPath(p)) this.failed.add(p);
     this.diagnostics.push({ file: this.file, ...at, message, severity: 'error' });
   }
 
@@ -53,15 +54,7 @@ export class Findings {
 
   /** True when no error was reported at path or inside it. */
   isClean(path: string): boolean {
-    for (const failed of this.failed) {
-      if (failed === path || failed.startsWith(`${path}.`) || failed.startsWith(`${path}[`)) return false;
-    }
-    return true;
-  }
-
-  /** True when any error was reported. */
-  hasErrors(): boolean {
-    return this.diagnostics.some((d) => d.severity === 'error');
+    return !this.failed.has(path);
   }
 }
 
@@ -72,7 +65,7 @@ export function childPath(parent: string, key: string | number): string {
 }
 
 /** How a path is named in messages; the document itself is "policy". */
-export function displayPath(path: string): string {
+function displayPath(path: string): string {
   return path === '' ? 'policy' : path;
 }
 
