@@ -267,9 +267,9 @@ describe('validatePolicy: rates and bursts', () => {
     ]);
   });
 
-  it('uses 10ms, at least 2 full-size frames, when no burst is set', () => {
+  it('uses 300ms, at least 2 full-size frames, when no burst is set', () => {
     const { policy } = validate(withRules('  - port: 80', '    rate: 100mbit', '  - port: 81', '    rate: 8kbit'));
-    expect(policy?.rules.map((r) => r.burstNs)).toEqual([10_000_000, 3_028_000_000]);
+    expect(policy?.rules.map((r) => r.burstNs)).toEqual([300_000_000, 3_028_000_000]);
   });
 
   it('reports a default burst too deep for a rule at the default, naming the rule', () => {
