@@ -33,6 +33,12 @@ dist/.built: $(TS_SRC) node_modules/.package-lock.json
 test: setup build
 	npx vitest run
 
+# Set up, build and run the agent in the foreground on the bundled policy
+# (shapes loopback only). Ctrl-C stops it; the limits stay until
+# `node dist/cli/main.js detach`.
+run: setup build
+	node dist/cli/main.js agent --policy examples/policy.yaml
+
 test-unit: node_modules/.package-lock.json
 	npx vitest run test/unit
 

@@ -315,6 +315,35 @@ export class DataPlane {
 }
 
 /**
+ * Remove our filters from every interface registered in the pinned maps and
+ * forget the registrations, without loading a program. Returns the ifindexes
+ * detached. Interfaces are looked up in the calling network namespace.
+ */
+export function detachPinned(pinDir: string): number[] {
+  const path = join(pinDir, 'ps_ifaces');
+  if (!existsSync(path)) return [];
+  const ifaces = new U32Map(objGet(path), { name: 'ps_ifaces', valueSize: psIface.size, perCpu: false, cpus: 1, maxEntries: PS.PS_MAX_IFACES });
+  try {
+    const { keys, count } = ifaces.readAll();
+    const done: number[] = [];
+    for (const ifindex of keys.subarray(0, count)) {
+      try {
+        tcDetach(ifindex, BPF_TC_INGRESS, TC_FILTER, `tc ingress of ifindex ${ifindex}`);
+        tcDetach(ifindex, BPF_TC_EGRESS, TC_FILTER, `tc egress of ifindex ${ifindex}`);
+      } catch (err) {
+        // ENODEV: the interface is gone, and our filters with it.
+        if (!(err instanceof PortshaperError)) throw err;
+      }
+      ifaces.delete(ifindex);
+      done.push(ifindex);
+    }
+    return done;
+  } finally {
+    ifaces.close();
+  }
+}
+
+/**
  * Remove every pin under pinDir (counters and credit are lost). Used by
  * "detach --purge" and by tests; refuses anything that is not ours.
  */

@@ -16,6 +16,9 @@
 import koffi from 'koffi';
 import { constants as osConstants } from 'node:os';
 import { KernelError, LibraryNotFoundError } from '../errors.js';
+import { errnoName, vsnprintf } from './libc.js';
+
+export { closeFd, errnoName, ifNameToIndex, mmapMap, mountBpffs, setNetns, type MappedMap } from './libc.js';
 
 /** Opaque libbpf handles. */
 export type BpfObject = unknown;
@@ -39,7 +42,6 @@ function loadLibbpf(): koffi.IKoffiLib {
 }
 
 const lib = loadLibbpf();
-const libc = koffi.load('libc.so.6');
 
 // struct bpf_tc_hook / bpf_tc_opts from libbpf.h (the trailing `size_t :0`
 // rounds both to a multiple of 8; `sz` must hold the struct size).
@@ -119,13 +121,6 @@ const fn = {
   bpf_tc_detach: lib.func('int bpf_tc_detach(bpf_tc_hook *hook, bpf_tc_opts *opts)'),
   bpf_tc_query: lib.func('int bpf_tc_query(bpf_tc_hook *hook, _Inout_ bpf_tc_opts *opts)'),
   bpf_prog_test_run_opts: lib.func('int bpf_prog_test_run_opts(int prog_fd, _Inout_ bpf_test_run_opts *opts)'),
-  close: libc.func('int close(int fd)'),
-  vsnprintf: libc.func('int vsnprintf(_Out_ uint8_t *buf, size_t size, const char *fmt, void *args)'),
-  if_nametoindex: libc.func('unsigned int if_nametoindex(const char *name)'),
-  munmap: libc.func('int munmap(void *addr, size_t length)'),
-  mmap: libc.func('void *mmap(void *addr, size_t length, int prot, int flags, int fd, int64_t offset)'),
-  setns: libc.func('int setns(int fd, int nstype)'),
-  mount: libc.func('int mount(const char *source, const char *target, const char *fstype, unsigned long flags, const void *data)'),
 };
 
 // ---------------------------------------------------------------------------
@@ -142,7 +137,7 @@ const logLevel = process.env.PORTSHAPER_LIBBPF_DEBUG ? 2 : 1;
 
 const printCallback = koffi.register((level: number, fmt: string, args: unknown): number => {
   if (level > logLevel) return 0;
-  const n = fn.vsnprintf(printBuf, printBuf.length, fmt, args) as number;
+  const n = vsnprintf(printBuf, printBuf.length, fmt, args);
   if (n > 0) {
     logBuffer += printBuf.toString('utf8', 0, Math.min(n, printBuf.length - 1));
     if (logBuffer.length > LOG_LIMIT) logBuffer = logBuffer.slice(-LOG_LIMIT);
@@ -161,14 +156,6 @@ export function takeLibbpfLog(): string {
 // ---------------------------------------------------------------------------
 // errno handling
 
-const errnoNames = new Map<number, string>(
-  Object.entries(osConstants.errno).map(([name, num]) => [num as number, name]),
-);
-
-/** The symbolic name of an errno value, e.g. 1 → "EPERM". */
-export function errnoName(errno: number): string {
-  return errnoNames.get(Math.abs(errno)) ?? `E${Math.abs(errno)}`;
-}
 
 export const ENOENT = osConstants.errno.ENOENT;
 export const EEXIST = osConstants.errno.EEXIST;
@@ -290,10 +277,6 @@ export function objGet(path: string): number {
   return check(`open pin ${path}`, fn.bpf_obj_get(path) as number);
 }
 
-/** Close a file descriptor we own. */
-export function closeFd(fd: number): void {
-  fn.close(fd);
-}
 
 // ---------------------------------------------------------------------------
 // map element operations (keys and values are caller-encoded buffers)
@@ -450,42 +433,4 @@ export function testRun(progFd: number, frame: Buffer, ctx: Buffer | null, repea
   };
   check('BPF_PROG_TEST_RUN', fn.bpf_prog_test_run_opts(progFd, o) as number, 'PS_TEST_RUN');
   return { retval: o.retval | 0, durationNs: o.duration };
-}
-
-// ---------------------------------------------------------------------------
-// libc
-
-/** ifindex of an interface in the current network namespace (0 if absent). */
-export function ifNameToIndex(name: string): number {
-  return fn.if_nametoindex(name) as number;
-}
-
-const PROT_READ = 1;
-const PROT_WRITE = 2;
-const MAP_SHARED = 1;
-
-/** A BPF_F_MMAPABLE array mapped into our memory; call unmap() exactly once, after the last use of `buffer`. */
-export interface MappedMap {
-  buffer: ArrayBuffer;
-  unmap(): void;
-}
-
-/** Map a BPF_F_MMAPABLE array into our memory (reads and u32 stores without syscalls). */
-export function mmapMap(fd: number, bytes: number, what: string): MappedMap {
-  const ptr = fn.mmap(null, bytes, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
-  if (ptr === null || koffi.address(ptr) === 0xffffffffffffffffn) throw kernelError(`mmap ${what}`, koffi.errno(), 'PS_KERNEL');
-  return { buffer: koffi.view(ptr, bytes), unmap: () => void fn.munmap(ptr, bytes) };
-}
-
-const CLONE_NEWNET = 0x40000000;
-
-/** setns(2) the calling thread into the network namespace open at fd. */
-export function setNetns(fd: number, what: string): void {
-  if ((fn.setns(fd, CLONE_NEWNET) as number) !== 0) throw kernelError(`enter network namespace ${what}`, koffi.errno(), 'PS_NETNS');
-}
-
-/** mount(2) a bpf filesystem at target. */
-export function mountBpffs(target: string): void {
-  const ret = fn.mount('bpf', target, 'bpf', 0, null) as number;
-  if (ret !== 0) throw kernelError(`mount bpffs at ${target}`, koffi.errno(), 'PS_BPFFS');
 }

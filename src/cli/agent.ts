@@ -1,0 +1,108 @@
+/** `portshaper agent`: the node agent in the foreground, systemd-friendly. */
+import { Agent } from '../controller/agent.js';
+import { preflight } from '../controller/preflight.js';
+import { readCounters } from '../kernel/counters.js';
+import { formatRate } from '../policy/index.js';
+import { createLogger, type Logger } from '../log.js';
+import { parseCommand, UsageError } from './args.js';
+
+export const DEFAULT_POLICY = '/etc/portshaper/policy.yaml';
+
+export const AGENT_HELP = `Usage: portshaper agent [--policy FILE] [options]
+
+Run the node agent in the foreground: load the policy, attach the eBPF
+shaper to its interfaces and enforce it; reload on SIGHUP and when the file
+changes (an invalid policy is rejected whole, the running one stays); re-attach
+interfaces that disappear and come back. Needs root, or CAP_BPF + CAP_NET_ADMIN.
+
+On SIGTERM/SIGINT the agent exits and the data plane KEEPS ENFORCING (an edge
+host must not lose its limits because the agent stopped); a new agent adopts
+the pinned maps without resetting counters or bucket credit.
+
+Options:
+  --policy FILE          policy file (default ${DEFAULT_POLICY})
+  --detach-on-exit       remove our filters on SIGTERM/SIGINT instead
+  --stats-interval SEC   log each rule's counters and rates every SEC seconds
+                         (default 10; 0 turns it off)
+  --log-level LEVEL      trace | debug | info | warn | error (default info)
+  --log-json             JSON lines even when stdout is a terminal
+  -h, --help             show this help
+
+Logs: JSON lines on stdout (pino), one readable line per event on a terminal.
+Exit codes: 0 clean stop; 1 invalid policy or usage; 2 cannot run here
+(privileges, kernel, BPF object); 3 internal error.
+`;
+
+/** Run the agent until SIGTERM/SIGINT; returns the exit code. */
+export async function runAgent(argv: string[]): Promise<number> {
+  const { values } = parseCommand('agent', argv, {
+    policy: { type: 'string' },
+    'detach-on-exit': { type: 'boolean' },
+    'stats-interval': { type: 'string' },
+    'log-level': { type: 'string' },
+    'log-json': { type: 'boolean' },
+  });
+  if (values.help) {
+    process.stdout.write(AGENT_HELP);
+    return 0;
+  }
+  const statsSeconds = Number(values['stats-interval'] ?? '10');
+  if (!Number.isFinite(statsSeconds) || statsSeconds < 0) throw new UsageError(`--stats-interval must be a number of seconds ≥ 0, got "${values['stats-interval']}"`);
+  const log = createLogger({ level: values['log-level'] ?? 'info', json: values['log-json'] ?? false });
+  for (const warning of preflight('running the agent')) log.warn(warning);
+
+  const agent = new Agent({ policyPath: values.policy ?? DEFAULT_POLICY, log });
+  await agent.start();
+  log.info({ policy: agent.policyPath }, 'agent running (SIGHUP reloads, SIGTERM stops)');
+
+  const stats = statsSeconds > 0 ? setInterval(() => logStats(agent, log, statsSeconds), statsSeconds * 1000) : undefined;
+  const keepAlive = setInterval(() => undefined, 1 << 30);
+  process.on('SIGHUP', () => void agent.reload('SIGHUP').catch(() => undefined));
+  const signal = await new Promise<NodeJS.Signals>((resolve) => {
+    process.once('SIGTERM', () => resolve('SIGTERM'));
+    process.once('SIGINT', () => resolve('SIGINT'));
+  });
+  clearInterval(stats);
+  clearInterval(keepAlive);
+  log.info({ signal }, 'stopping');
+  await agent.stop({ detach: values['detach-on-exit'] ?? false });
+  return 0;
+}
+
+const previous = new Map<string, { bytes: bigint; pkts: bigint; drops: bigint }>();
+
+/** One log line per rule: configured rate, measured rate, drops since the last line. */
+function logStats(agent: Agent, log: Logger, seconds: number): void {
+  const { policy, desired, slots } = agent.state;
+  const all = readCounters(agent.dataPlane, slots.values());
+  for (const rule of policy.rules) {
+    let bytes = 0n;
+    let pkts = 0n;
+    let drops = 0n;
+    for (const b of desired.buckets) {
+      if (b.rule !== rule.name) continue;
+      const c = all.get(slots.get(b.key)!);
+      if (!c) continue;
+      bytes += c.pass_bytes;
+      pkts += c.pass_pkts;
+      drops += c.drop_pkts;
+    }
+    const before = previous.get(rule.name) ?? { bytes, pkts, drops };
+    previous.set(rule.name, { bytes, pkts, drops });
+    log.info(
+      {
+        rule: rule.name,
+        configured: rule.rateBps ? formatRate(rule.rateBps) : 'unlimited',
+        measured: formatMeasured((Number(bytes - before.bytes) * 8) / seconds),
+        passedPkts: Number(pkts),
+        droppedPkts: Number(drops),
+        droppedSinceLast: Number(drops - before.drops),
+      },
+      'rule counters',
+    );
+  }
+}
+
+function formatMeasured(bps: number): string {
+  return bps < 1 ? '0bit' : formatRate(Math.round(bps));
+}

@@ -1,0 +1,88 @@
+#!/usr/bin/env node
+/**
+ * portshaper command line: one entry point, one module per command.
+ * Exit codes: 0 success; 1 invalid input (usage, policy); 2 the system
+ * cannot do it (privileges, kernel, missing interface or object);
+ * 3 unexpected internal error.
+ */
+import { PortshaperError, PolicyError } from '../errors.js';
+import { runAgent } from './agent.js';
+import { runDetach } from './detach.js';
+import { UsageError } from './args.js';
+import { runValidate } from './validate.js';
+
+const VERSION = '0.1.0';
+
+export const MAIN_HELP = `portshaper ${VERSION}: per-port rate limits for Linux edge hosts (eBPF on tc clsact)
+
+Usage: portshaper <command> [options]
+
+Commands:
+  agent --policy FILE     run the node agent in the foreground (enforce, reload, watch)
+  validate FILE...        check policy files; print file:line:column errors
+  detach                  remove portshaper's filters from every interface it attached to
+
+Run "portshaper <command> --help" for a command's options.
+
+Exit codes:
+  0  success
+  1  invalid input: bad usage or an invalid policy (errors printed as file:line:column)
+  2  the system cannot do it: not root / missing capabilities, kernel too old or
+     lacking a feature, BPF object missing, interface missing
+  3  unexpected internal error (please report it with the log)
+`;
+
+const COMMANDS: Record<string, (argv: string[]) => Promise<number>> = {
+  agent: runAgent,
+  validate: runValidate,
+  detach: runDetach,
+};
+
+/** Map an error to the documented exit code and print it for a human. */
+export function reportError(err: unknown): number {
+  if (err instanceof UsageError) {
+    process.stderr.write(`portshaper: ${err.message}\n`);
+    return 1;
+  }
+  if (err instanceof PolicyError) {
+    process.stderr.write(`${err.message}\n`);
+    return 1;
+  }
+  if (err instanceof PortshaperError) {
+    process.stderr.write(`portshaper: ${err.message} [${err.code}]\n`);
+    return 2;
+  }
+  process.stderr.write(`portshaper: internal error: ${err instanceof Error ? (err.stack ?? err.message) : String(err)}\n`);
+  return 3;
+}
+
+async function main(argv: string[]): Promise<number> {
+  const [command, ...rest] = argv;
+  if (command === undefined || command === 'help' || command === '--help' || command === '-h') {
+    process.stdout.write(MAIN_HELP);
+    return command === undefined ? 1 : 0;
+  }
+  if (command === '--version' || command === '-V') {
+    process.stdout.write(`${VERSION}\n`);
+    return 0;
+  }
+  const run = COMMANDS[command];
+  if (!run) {
+    process.stderr.write(`portshaper: unknown command "${command}"\n\n${MAIN_HELP}`);
+    return 1;
+  }
+  try {
+    return await run(rest);
+  } catch (err) {
+    return reportError(err);
+  }
+}
+
+main(process.argv.slice(2)).then(
+  (code) => {
+    process.exitCode = code;
+  },
+  (err: unknown) => {
+    process.exitCode = reportError(err);
+  },
+);

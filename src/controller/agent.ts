@@ -1,0 +1,184 @@
+/**
+ * The node agent: loads the policy, enforces it through the data plane,
+ * reloads it on SIGHUP or when the file changes, and keeps interfaces
+ * attached. Stopping leaves enforcement in place unless asked to detach:
+ * an edge host must not lose its limits because the agent stopped.
+ */
+import { createHash } from 'node:crypto';
+import { readFileSync, watch, type FSWatcher } from 'node:fs';
+import { basename, dirname, resolve } from 'node:path';
+import type { Logger } from 'pino';
+import { formatDiagnostic, PolicyError, type Diagnostic } from '../errors.js';
+import { applyDesired } from '../kernel/apply.js';
+import { DataPlane } from '../kernel/dataplane.js';
+import type { DesiredState } from '../kernel/desired.js';
+import { ifNameToIndex } from '../kernel/libc.js';
+import { loadPolicyFile, planPolicy, type ValidPolicy } from '../policy/index.js';
+import { InterfaceSync } from './interfaces.js';
+import { isNoop } from './reconcile.js';
+
+export interface AgentOptions {
+  policyPath: string;
+  log: Logger;
+  /** BPF object to load (default: the one shipped with the package). */
+  objectPath?: string;
+  /** How often interfaces are re-checked (re-attach latency). Default 500 ms. */
+  interfacePollMs?: number;
+  /** Debounce for file-change reloads. Default 200 ms. */
+  watchDebounceMs?: number;
+}
+
+/** Outcome of applying a policy. */
+export interface ApplyResult {
+  buckets: number;
+  ruleWrites: number;
+  portWrites: number;
+  released: number;
+  ms: number;
+}
+
+/** Policy source for validation: interfaces are looked up in this network namespace. */
+const policyEnv = { interfaceExists: (name: string) => ifNameToIndex(name) !== 0 };
+
+export class Agent {
+  private dp: DataPlane | undefined;
+  private ifaces: InterfaceSync | undefined;
+  private current: { policy: ValidPolicy; desired: DesiredState; slots: Map<string, number>; hash: string } | undefined;
+  private pollTimer: NodeJS.Timeout | undefined;
+  private watcher: FSWatcher | undefined;
+  private debounce: NodeJS.Timeout | undefined;
+  private queue: Promise<unknown> = Promise.resolve();
+  readonly policyPath: string;
+  private readonly log: Logger;
+
+  constructor(private readonly opts: AgentOptions) {
+    this.policyPath = resolve(opts.policyPath);
+    this.log = opts.log;
+  }
+
+  /** The loaded data plane (after start). */
+  get dataPlane(): DataPlane {
+    if (!this.dp) throw new Error('agent not started');
+    return this.dp;
+  }
+
+  /** The policy in force, its plan and the slot of every bucket. */
+  get state() {
+    if (!this.current) throw new Error('agent not started');
+    return this.current;
+  }
+
+  /** Interface attachment state. */
+  interfaces() {
+    return this.ifaces?.list() ?? [];
+  }
+
+  /** Load the policy (invalid: throw), load or adopt the data plane, apply, attach, start watching. */
+  async start(): Promise<ApplyResult> {
+    const { policy, warnings, hash } = await this.load();
+    for (const w of warnings) this.log.warn(formatDiagnostic(w));
+    this.dp = DataPlane.open({ pinDir: policy.pinDir, objectPath: this.opts.objectPath });
+    const meta = this.dp.meta();
+    this.log.info(
+      { pinDir: policy.pinDir, adopted: this.dp.adopted, layout: meta.layout_version },
+      this.dp.adopted ? 'adopted pinned maps: credit and counters carry on' : 'created pinned maps',
+    );
+    this.ifaces = new InterfaceSync(this.dp, this.log);
+    const result = this.apply(policy, hash, true);
+    // Failures are logged by serialize(); the timer just tries again.
+    this.pollTimer = setInterval(() => this.serialize(async () => this.ifaces?.poll()).catch(() => undefined), this.opts.interfacePollMs ?? 500);
+    this.pollTimer.unref();
+    this.watch();
+    return result;
+  }
+
+  /**
+   * Re-read the policy file and apply it. An invalid policy is rejected
+   * whole: the running one stays in force and the reason is logged.
+   */
+  reload(reason: string): Promise<ApplyResult | undefined> {
+    return this.serialize(async () => {
+      let loaded;
+      try {
+        loaded = await this.load();
+      } catch (err) {
+        if (!(err instanceof PolicyError)) throw err;
+        this.log.error({ reason, file: this.policyPath, errors: err.diagnostics.map(formatDiagnostic) }, 'policy rejected; the running policy stays in force');
+        return undefined;
+      }
+      if (loaded.hash === this.current?.hash && reason === 'file changed') return undefined;
+      for (const w of loaded.warnings) this.log.warn(formatDiagnostic(w));
+      return this.apply(loaded.policy, loaded.hash, false, reason);
+    });
+  }
+
+  /** Stop watching. With detach, remove our filters and registrations (pins stay). */
+  async stop(opts: { detach?: boolean } = {}): Promise<void> {
+    await this.serialize(async () => {
+      clearInterval(this.pollTimer);
+      clearTimeout(this.debounce);
+      this.watcher?.close();
+      if (opts.detach) {
+        this.ifaces?.detachAll();
+        this.log.info('detached from every interface');
+      } else {
+        this.log.info('stopping; the data plane keeps enforcing (use --detach-on-exit or "portshaper detach" to remove it)');
+      }
+      this.dp?.close();
+      this.dp = undefined;
+    });
+  }
+
+  private async load(): Promise<{ policy: ValidPolicy; warnings: Diagnostic[]; hash: string }> {
+    const { policy, warnings } = await loadPolicyFile(this.policyPath, policyEnv);
+    return { policy, warnings, hash: hashFile(this.policyPath) };
+  }
+
+  private apply(policy: ValidPolicy, hash: string, force: boolean, reason = 'start'): ApplyResult {
+    const dp = this.dataPlane;
+    if (this.current && policy.pinDir !== this.current.policy.pinDir) {
+      this.log.warn({ running: this.current.policy.pinDir, file: policy.pinDir }, 'pinDir changes take effect at the next agent start');
+    }
+    const t0 = process.hrtime.bigint();
+    const desired = planPolicy(policy);
+    const plan = applyDesired(dp, desired);
+    this.ifaces!.sync(desired.interfaces, force);
+    const ms = Number(process.hrtime.bigint() - t0) / 1e6;
+    this.current = { policy, desired, slots: plan.slots, hash };
+    const result = {
+      buckets: desired.buckets.length,
+      ruleWrites: plan.rules.length,
+      portWrites: plan.portIndexes.length,
+      released: plan.release.length,
+      ms: Math.round(ms * 100) / 100,
+    };
+    this.log.info({ reason, rules: policy.rules.length, ...result, changed: !isNoop(plan) }, 'policy applied');
+    return result;
+  }
+
+  /** Run kernel work one piece at a time (reloads, polls, API writes). */
+  serialize<T>(fn: () => Promise<T>): Promise<T> {
+    const next = this.queue.then(fn, fn);
+    this.queue = next.catch((err: unknown) => this.log.error({ err: String(err) }, 'agent task failed'));
+    return next;
+  }
+
+  /** Watch the policy's directory, so editors that write a new file and rename it are seen too. */
+  private watch(): void {
+    const name = basename(this.policyPath);
+    this.watcher = watch(dirname(this.policyPath), (_event, file) => {
+      if (file !== null && file !== name) return;
+      clearTimeout(this.debounce);
+      this.debounce = setTimeout(() => this.reload('file changed').catch(() => undefined), this.opts.watchDebounceMs ?? 200);
+    });
+    this.watcher.on('error', (err) => this.log.warn({ err: String(err) }, 'cannot watch the policy file; reload with SIGHUP'));
+  }
+}
+
+function hashFile(path: string): string {
+  try {
+    return createHash('sha256').update(readFileSync(path)).digest('hex');
+  } catch {
+    return '';
+  }
+}

@@ -1,0 +1,122 @@
+/**
+ * Keeps the data plane attached to the policy's interfaces: registers each
+ * one with its rule profile, attaches our filters, notices an interface that
+ * disappeared or came back with a new ifindex (a container's veth), and
+ * removes our filters from interfaces the policy no longer names.
+ */
+import type { Logger } from 'pino';
+import { PortshaperError } from '../errors.js';
+import type { DataPlane } from '../kernel/dataplane.js';
+import type { DesiredInterface } from '../kernel/desired.js';
+import { ifNameToIndex } from '../kernel/libc.js';
+
+/** What we know about one configured interface. */
+export interface InterfaceState {
+  name: string;
+  /** 0 while the interface does not exist. */
+  ifindex: number;
+  profile: number;
+  ingress: boolean;
+  egress: boolean;
+  /** Program ids we attached (0 where the hook is not used). */
+  progIds: { ingress: number; egress: number };
+  /** Last error attaching, if any. */
+  error?: string;
+}
+
+/** Attachment manager for one data plane. */
+export class InterfaceSync {
+  private states = new Map<string, InterfaceState>();
+
+  constructor(
+    private readonly dp: DataPlane,
+    private readonly log: Logger,
+  ) {}
+
+  /** Current view, for the API's readiness check and status. */
+  list(): InterfaceState[] {
+    return [...this.states.values()];
+  }
+
+  /**
+   * Bring attachments in line with `wanted`. With force, our filters are
+   * (re)attached everywhere, which installs this process's program
+   * atomically in place of an earlier agent's.
+   */
+  sync(wanted: DesiredInterface[], force = false): void {
+    const next = new Map<string, InterfaceState>();
+    for (const w of wanted) {
+      const prev = this.states.get(w.name);
+      const state: InterfaceState = prev && sameHooks(prev, w)
+        ? { ...prev, profile: w.profile }
+        : { name: w.name, ifindex: 0, profile: w.profile, ingress: w.ingress, egress: w.egress, progIds: { ingress: 0, egress: 0 } };
+      next.set(w.name, state);
+      this.ensure(state, force || !prev || prev.profile !== w.profile || !sameHooks(prev, w));
+    }
+    this.states = next;
+    this.removeStale(new Set([...next.values()].map((s) => s.ifindex).filter((i) => i > 0)));
+  }
+
+  /** Re-check every interface: called on a timer to re-attach within the poll period. */
+  poll(): void {
+    for (const state of this.states.values()) this.ensure(state, false);
+  }
+
+  /** Detach from every interface we registered (also ones from earlier runs). */
+  detachAll(): void {
+    this.states.clear();
+    this.removeStale(new Set());
+  }
+
+  private ensure(state: InterfaceState, force: boolean): void {
+    const ifindex = ifNameToIndex(state.name);
+    if (ifindex === 0) {
+      if (state.ifindex !== 0) {
+        this.log.warn({ interface: state.name }, 'interface disappeared; will re-attach when it comes back');
+        this.dp.removeInterface(state.ifindex);
+      }
+      state.ifindex = 0;
+      state.progIds = { ingress: 0, egress: 0 };
+      return;
+    }
+    const moved = ifindex !== state.ifindex;
+    if (!force && !moved && this.stillAttached(state)) return;
+    try {
+      if (moved && state.ifindex !== 0) this.dp.removeInterface(state.ifindex);
+      // Register first: the program passes traffic of unregistered interfaces.
+      this.dp.setInterface(ifindex, state.profile);
+      this.dp.attach(ifindex, state.name, { ingress: state.ingress, egress: state.egress });
+      state.ifindex = ifindex;
+      state.progIds = this.dp.attached(ifindex, state.name);
+      delete state.error;
+      this.log.info({ interface: state.name, ifindex, profile: state.profile, ingress: state.ingress, egress: state.egress }, moved ? 'attached' : 're-attached');
+    } catch (err) {
+      state.error = err instanceof Error ? err.message : String(err);
+      this.log.error({ interface: state.name, err: state.error }, 'attach failed; will retry');
+    }
+  }
+
+  private stillAttached(state: InterfaceState): boolean {
+    const now = this.dp.attached(state.ifindex, state.name);
+    return now.ingress === state.progIds.ingress && now.egress === state.progIds.egress;
+  }
+
+  /** Unregister and detach ifindexes registered in the maps but no longer configured. */
+  private removeStale(keep: Set<number>): void {
+    for (const ifindex of this.dp.interfaces().keys()) {
+      if (keep.has(ifindex)) continue;
+      this.dp.removeInterface(ifindex);
+      try {
+        this.dp.detach(ifindex, `ifindex ${ifindex}`);
+      } catch (err) {
+        // Gone already (ENODEV): nothing of ours is left on it.
+        if (!(err instanceof PortshaperError)) throw err;
+      }
+      this.log.info({ ifindex }, 'detached from interface no longer in the policy');
+    }
+  }
+}
+
+function sameHooks(a: { ingress: boolean; egress: boolean }, b: { ingress: boolean; egress: boolean }): boolean {
+  return a.ingress === b.ingress && a.egress === b.egress;
+}
