@@ -14,8 +14,8 @@ all: build
 setup:
 	@scripts/setup.sh
 
-node_modules/.package-lock.json: package.json
-	npm ci --no-audit --no-fund || npm install --no-audit --no-fund
+node_modules/.package-lock.json: package.json package-lock.json
+	npm install --no-audit --no-fund --loglevel=error
 	@touch $@
 
 build: bpf ts

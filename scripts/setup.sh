@@ -24,6 +24,10 @@ if ((${#missing[@]})); then
 fi
 
 # Node dependencies (koffi's install script is allowed in package.json).
+# `npm install`, not `npm ci`: with this machine's npm settings
+# (omit-lockfile-registry-resolved) `npm ci` rejects the lockfile's optional
+# platform packages; versions are pinned in package.json and the lockfile.
 if [[ ! -f node_modules/.package-lock.json || package.json -nt node_modules/.package-lock.json || package-lock.json -nt node_modules/.package-lock.json ]]; then
-  npm ci --no-audit --no-fund --loglevel=error
+  npm install --no-audit --no-fund --loglevel=error
+  touch node_modules/.package-lock.json
 fi
