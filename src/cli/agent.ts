@@ -51,6 +51,11 @@ export async function runAgent(argv: string[]): Promise<number> {
   const log = createLogger({ level: values['log-level'] ?? 'info', json: values['log-json'] ?? false });
   for (const warning of preflight('running the agent')) log.warn(warning);
 
+  // Listen before starting: a SIGTERM during start-up must still stop cleanly.
+  const stopSignal = new Promise<NodeJS.Signals>((resolve) => {
+    process.once('SIGTERM', () => resolve('SIGTERM'));
+    process.once('SIGINT', () => resolve('SIGINT'));
+  });
   const agent = new Agent({ policyPath: values.policy ?? DEFAULT_POLICY, log });
   await agent.start();
   log.info({ policy: agent.policyPath }, 'agent running (SIGHUP reloads, SIGTERM stops)');
@@ -58,10 +63,7 @@ export async function runAgent(argv: string[]): Promise<number> {
   const stats = statsSeconds > 0 ? setInterval(() => logStats(agent, log, statsSeconds), statsSeconds * 1000) : undefined;
   const keepAlive = setInterval(() => undefined, 1 << 30);
   process.on('SIGHUP', () => void agent.reload('SIGHUP').catch(() => undefined));
-  const signal = await new Promise<NodeJS.Signals>((resolve) => {
-    process.once('SIGTERM', () => resolve('SIGTERM'));
-    process.once('SIGINT', () => resolve('SIGINT'));
-  });
+  const signal = await stopSignal;
   clearInterval(stats);
   clearInterval(keepAlive);
   log.info({ signal }, 'stopping');
