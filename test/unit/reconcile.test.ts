@@ -1,0 +1,101 @@
+/** The pure diff between a desired state and a kernel snapshot. */
+import { describe, expect, it } from 'vitest';
+import { bucketKeyHash, isNoop, reconcile, type KernelSnapshot, type WritePlan } from '../../src/controller/reconcile.js';
+import { CapacityError } from '../../src/errors.js';
+import { PS, portIndex } from '../../src/kernel/layout.js';
+import { desiredFrom, type TestRule } from '../helpers/dataplane.js';
+
+const empty = (): KernelSnapshot => ({ rules: new Map(), ports: new Uint32Array(PS.PS_PORT_TABLE_SIZE), maxSlots: PS.PS_MAX_SLOTS });
+
+/** The snapshot the kernel would hold after a plan is applied. */
+function applied(before: KernelSnapshot, plan: WritePlan): KernelSnapshot {
+  const rules = new Map(before.rules);
+  for (const w of plan.rules) rules.set(w.slot, w.rule);
+  const ports = before.ports.slice();
+  plan.portIndexes.forEach((idx, i) => (ports[idx] = plan.portSlots[i]!));
+  for (const slot of plan.release) rules.delete(slot);
+  return { rules, ports, maxSlots: before.maxSlots };
+}
+
+const web: TestRule = { name: 'web', port: 80, protocol: 'tcp', direction: 'ingress', rateBps: 10_000_000, burstNs: 1e8 };
+const dns: TestRule = { name: 'dns', port: 53, protocol: 'udp', direction: 'both', rateBps: 1_000_000, burstNs: 1e8 };
+const IN = PS.PS_DIR_INGRESS;
+const EG = PS.PS_DIR_EGRESS;
+
+describe('reconcile', () => {
+  it('gives new buckets the lowest free slots and points their ports at them', () => {
+    const plan = reconcile(desiredFrom([web, dns]), empty());
+    // Slots in the order of the desired buckets: web/ingress, dns/ingress, dns/egress.
+    expect(Object.fromEntries(plan.slots)).toEqual({ 'web/ingress': 1, 'dns/ingress': 2, 'dns/egress': 3 });
+    expect(plan.rules.every((w) => w.fresh)).toBe(true);
+    // Port writes in table order: (ingress, tcp, 80), (ingress, udp, 53), (egress, udp, 53).
+    expect([...plan.portIndexes]).toEqual([
+      portIndex(0, IN, PS.PS_PROTO_TCP, PS.PS_SIDE_LOCAL, 80),
+      portIndex(0, IN, PS.PS_PROTO_UDP, PS.PS_SIDE_LOCAL, 53),
+      portIndex(0, EG, PS.PS_PROTO_UDP, PS.PS_SIDE_LOCAL, 53),
+    ]);
+    expect([...plan.portSlots]).toEqual([1, 2, 3]);
+    expect(plan.release).toEqual([]);
+  });
+
+  it('changes nothing when the kernel already holds the desired state', () => {
+    const desired = desiredFrom([web, dns]);
+    const after = applied(empty(), reconcile(desired, empty()));
+    expect(isNoop(reconcile(desired, after))).toBe(true);
+  });
+
+  it('rewrites only the rule of a changed rate, in place, keeping its slot', () => {
+    const after = applied(empty(), reconcile(desiredFrom([web, dns]), empty()));
+    const plan = reconcile(desiredFrom([{ ...web, rateBps: 5_000_000 }, dns]), after);
+    expect(plan.rules).toEqual([{ slot: 1, fresh: false, rule: expect.objectContaining({ rate_bps: 5_000_000n }) }]);
+    expect(plan.portIndexes.length).toBe(0);
+  });
+
+  it('adopts slots by key hash, whatever order rules come in (agent restart)', () => {
+    const after = applied(empty(), reconcile(desiredFrom([web, dns]), empty()));
+    const plan = reconcile(desiredFrom([dns, web]), after);
+    expect(isNoop(plan)).toBe(true);
+    expect(plan.slots.get('web/ingress')).toBe(1);
+  });
+
+  it('releases a removed rule after clearing its ports, and never reuses its slot in the same plan', () => {
+    const after = applied(empty(), reconcile(desiredFrom([web, dns]), empty()));
+    const plan = reconcile(desiredFrom([dns, { ...web, name: 'web2', port: 81 }]), after);
+    expect(plan.release).toEqual([1]);
+    expect(plan.slots.get('web2/ingress')).toBe(4);
+    const cleared = plan.portIndexes.indexOf(portIndex(0, IN, PS.PS_PROTO_TCP, PS.PS_SIDE_LOCAL, 80));
+    expect(plan.portSlots[cleared]).toBe(0);
+  });
+
+  it('maps every port of a per-port range to its own bucket, and of a shared range to one', () => {
+    const plan = reconcile(
+      desiredFrom([
+        { name: 'pp', port: [1000, 1002], protocol: 'tcp', direction: 'egress', rateBps: 1e6, burstNs: 1e8, perPort: true },
+        { name: 'sh', port: [2000, 2002], protocol: 'tcp', direction: 'egress', rateBps: 1e6, burstNs: 1e8 },
+      ]),
+      empty(),
+    );
+    const slotAt = (port: number) => plan.portSlots[plan.portIndexes.indexOf(portIndex(0, EG, PS.PS_PROTO_TCP, PS.PS_SIDE_LOCAL, port))];
+    expect(new Set([1000, 1001, 1002].map(slotAt)).size).toBe(3);
+    expect(new Set([2000, 2001, 2002].map(slotAt)).size).toBe(1);
+  });
+
+  it('plans every port of every protocol and direction at once (65,536 per-port buckets)', () => {
+    const plan = reconcile(
+      desiredFrom([{ name: 'all', port: [0, 65535], protocol: 'tcp', direction: 'ingress', rateBps: 1e6, burstNs: 1e8, perPort: true }]),
+      empty(),
+    );
+    expect(plan.slots.size).toBe(65536);
+    expect(plan.portIndexes.length).toBe(65536);
+  });
+
+  it('refuses a plan that needs more buckets than the map holds', () => {
+    const small = { ...empty(), maxSlots: 3 };
+    expect(() => reconcile(desiredFrom([web, dns]), small)).toThrow(CapacityError);
+  });
+
+  it('hashes bucket keys to distinct 64-bit values', () => {
+    const keys = Array.from({ length: 200_000 }, (_, i) => `r${i}/ingress/${i % 65536}`);
+    expect(new Set(keys.map(bucketKeyHash)).size).toBe(keys.length);
+  });
+});
