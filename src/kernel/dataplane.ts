@@ -349,15 +349,25 @@ export function detachPinned(pinDir: string): number[] {
  */
 export function removePins(pinDir: string): void {
   if (!existsSync(pinDir)) return;
-  for (const name of readdirSync(pinDir)) {
+  const names = readdirSync(pinDir).filter((n) => !BPFFS_OWN.has(n));
+  for (const name of names) {
     if (!(MAP_NAMES as readonly string[]).includes(name)) {
       throw new PortshaperError('PS_PIN_FOREIGN', `${join(pinDir, name)} is not a portshaper pin; not removing ${pinDir}`, {
         hint: 'choose a pin directory used only by portshaper',
       });
     }
   }
-  for (const name of readdirSync(pinDir)) unlinkSync(join(pinDir, name));
-  rmdirSync(pinDir);
+  for (const name of names) unlinkSync(join(pinDir, name));
+  try {
+    rmdirSync(pinDir);
+  } catch (err) {
+    // A bpffs mounted on the pin directory itself stays (EBUSY), with its own entries.
+    const code = (err as NodeJS.ErrnoException).code;
+    if (code !== 'EBUSY' && code !== 'ENOTEMPTY') throw err;
+  }
 }
+
+/** Entries the kernel creates at the root of every bpffs mount (BPF preload iterators). */
+const BPFFS_OWN = new Set(['maps.debug', 'progs.debug']);
 
 export type { TcHookPoint };

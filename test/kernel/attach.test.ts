@@ -4,6 +4,9 @@
  * same hooks survives attach, update and detach and keeps seeing traffic.
  * Pins are adopted by a second open, and refused when their layout differs.
  */
+import { mkdtempSync, readdirSync, rmSync, statfsSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { afterAll, beforeAll, expect, it } from 'vitest';
 import { applyDesired } from '../../src/kernel/apply.js';
 import { readCounters } from '../../src/kernel/counters.js';
@@ -13,7 +16,7 @@ import { inNetns } from '../../src/kernel/netns.js';
 import { PinLayoutError } from '../../src/errors.js';
 import { describeKernel } from '../helpers/env.js';
 import { desiredFrom, testPinDir } from '../helpers/dataplane.js';
-import { addForeignFilter, createTopology, foreignFilterPackets, nsExec, tcFilters, type ForeignFilter, type Topology } from '../helpers/net.js';
+import { addForeignFilter, createTopology, foreignFilterPackets, nsExec, run, tcFilters, type ForeignFilter, type Topology } from '../helpers/net.js';
 
 describeKernel('attach on tc clsact (veth in a private namespace)', () => {
   let topo: Topology;
@@ -91,6 +94,24 @@ describeKernel('attach on tc clsact (veth in a private namespace)', () => {
     const before = await foreignFilterPackets(foreignIn);
     await ping();
     expect(await foreignFilterPackets(foreignIn)).toBeGreaterThanOrEqual(before + 3);
+  });
+
+  it('mounts a bpf filesystem when the pin directory is not on one', async () => {
+    const base = mkdtempSync(join(tmpdir(), 'ps-bpffs-'));
+    const dir = join(base, 'pins');
+    try {
+      const fresh = DataPlane.open({ pinDir: dir });
+      fresh.close();
+      const again = DataPlane.open({ pinDir: dir });
+      again.close();
+      expect(again.adopted, 'pins on the new mount are adopted').toBe(true);
+      expect(statfsSync(dir).type, 'filesystem type of the pin directory').toBe(0xcafe4a11);
+      expect(readdirSync(dir).filter((n) => n.startsWith('ps_')).sort()).toEqual(['ps_buckets', 'ps_counters', 'ps_global', 'ps_ifaces', 'ps_meta', 'ps_ports', 'ps_rules']);
+      removePins(dir);
+    } finally {
+      await run('umount', [dir], { allowFailure: true });
+      rmSync(base, { recursive: true, force: true });
+    }
   });
 
   it('refuses pins of another layout version with a clear error', () => {
