@@ -6,8 +6,8 @@ import type { DataPlane } from './dataplane.js';
 import { GLOBAL_KINDS, PS, psBucket, psCounters, psGlobal, zeroCounters, type GlobalKind, type PsBucket, type PsCounters } from './layout.js';
 import { roundUp8 } from './maps.js';
 
-/** Sum one per-CPU ps_counters value. */
-function sumCounters(raw: Buffer, at: number, cpus: number): PsCounters {
+/** Sum one per-CPU ps_counters value (cpus × roundup(size, 8) bytes at `at`). */
+export function sumCounters(raw: Buffer, at: number, cpus: number): PsCounters {
   const total = zeroCounters();
   const step = roundUp8(psCounters.size);
   for (let cpu = 0; cpu < cpus; cpu++) {

@@ -10,7 +10,8 @@ import { join } from 'node:path';
 import { bucketKeyHash } from '../../src/controller/reconcile.js';
 import { PS, psCounters, psRule, type PsCounters, type PsRule } from '../../src/kernel/layout.js';
 import { objGet, possibleCpus } from '../../src/kernel/libbpf.js';
-import { U32Map, roundUp8 } from '../../src/kernel/maps.js';
+import { U32Map } from '../../src/kernel/maps.js';
+import { sumCounters } from '../../src/kernel/counters.js';
 import { nsEnterArgv } from './net.js';
 
 export const CLI = join(import.meta.dirname, '..', '..', 'dist', 'cli', 'main.js');
@@ -148,14 +149,7 @@ export class PinnedReader {
   }
 
   counts(slot: number): PsCounters {
-    const raw = this.counters.get(slot)!;
-    const step = roundUp8(psCounters.size);
-    const total = psCounters.decode(raw, 0);
-    for (let cpu = 1; cpu < this.cpus; cpu++) {
-      const c = psCounters.decode(raw, cpu * step);
-      for (const k of Object.keys(total) as (keyof PsCounters)[]) total[k] += c[k];
-    }
-    return total;
+    return sumCounters(this.counters.get(slot)!, 0, this.cpus);
   }
 
   close(): void {
