@@ -1,0 +1,393 @@
+/**
+ * The report: one Markdown file (a table per section, the targets of issue 5
+ * checked against the numbers), the JSON with every sample's summary and the
+ * load log, and SVG charts, all under bench/results/.
+ */
+import { copyFileSync, mkdirSync, writeFileSync } from 'node:fs';
+import { dirname, join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import type { AccuracyResult } from '../sections/accuracy.js';
+import { TCP_WIRE_IDEAL } from '../sections/accuracy.js';
+import type { ControlPlaneResult } from '../sections/controlplane.js';
+import type { OverheadResult } from '../sections/overhead.js';
+import type { PerPacketResult } from '../sections/perpacket.js';
+import { MAX_OTHER_BUSY, type LoadSample } from './load.js';
+import type { Summary } from './stats.js';
+import { lineChart } from './svg.js';
+
+/** Everything one run produced. */
+export interface BenchResults {
+  started: string;
+  finished: string;
+  host: string;
+  kernel: string;
+  cpus: number;
+  quick: boolean;
+  reps: number;
+  accuracy?: AccuracyResult;
+  overhead?: OverheadResult;
+  perpacket?: PerPacketResult;
+  controlplane?: ControlPlaneResult;
+  sectionErrors: Record<string, string>;
+  /** Every measured run: raw value and load. */
+  runs: { id: string; rep: number; load: LoadSample; value: unknown }[];
+}
+
+export const RESULTS_DIR = join(dirname(fileURLToPath(import.meta.url)), '..', 'results');
+
+// ---------------------------------------------------------------------------
+// Cells
+// ---------------------------------------------------------------------------
+
+/** A summary with a number in it. */
+const ok = (s: Summary | undefined): s is Summary => !!s && !s.refused && Number.isFinite(s.median);
+
+/** "0.957 (0.955–0.958)", or why there is no number. */
+function cell(s: Summary | undefined, digits = 3, scale = 1): string {
+  if (!s) return '—';
+  if (s.refused || !Number.isFinite(s.median)) return `n/a (${s.refused ?? 'no value'})`;
+  const f = (v: number) => (v * scale).toFixed(digits);
+  const spread = s.used > 1 ? ` (${f(s.min)}–${f(s.max)})` : '';
+  const partial = s.used < s.runs ? ` [${s.used}/${s.runs} runs]` : '';
+  return `${f(s.median)}${spread}${partial}`;
+}
+
+const mbit = (bps: number) => `${bps / 1e6}`;
+const table = (head: string[], rows: string[][]) =>
+  [`| ${head.join(' | ')} |`, `|${head.map(() => '---').join('|')}|`, ...rows.map((r) => `| ${r.join(' | ')} |`)].join('\n');
+
+// ---------------------------------------------------------------------------
+// Targets
+// ---------------------------------------------------------------------------
+
+/** One target of issue 5 and what this run says about it. */
+export interface TargetCheck {
+  target: string;
+  measured: string;
+  verdict: 'met' | 'not met' | 'not measured';
+}
+
+function verdict(pass: boolean | undefined): TargetCheck['verdict'] {
+  return pass === undefined ? 'not measured' : pass ? 'met' : 'not met';
+}
+
+/** Evaluate the targets of issue 5 on this run's numbers (medians of quiet runs). */
+export function checkTargets(r: BenchResults): TargetCheck[] {
+  const out: TargetCheck[] = [];
+  const acc = r.accuracy;
+  for (const rate of [10e6, 100e6]) {
+    const row = acc?.udp.find((u) => u.limiter === 'portshaper' && u.rateBps === rate);
+    const has = ok(row?.delivered);
+    out.push({
+      target: `UDP delivered/configured within ±1% of the wire-byte ideal at ${mbit(rate)} Mbit/s`,
+      measured: row ? `${cell(row.delivered, 4)} (ideal ${row.ideal.toFixed(4)})` : 'not run',
+      verdict: verdict(has ? Math.abs(row!.delivered.median / row!.ideal - 1) <= 0.01 : undefined),
+    });
+  }
+  for (const rate of acc?.rates ?? []) {
+    const ps = acc?.tcp.find((t) => t.limiter === 'portshaper' && t.rateBps === rate);
+    const htb = acc?.tcp.find((t) => t.limiter === 'htb' && t.rateBps === rate);
+    const has = ok(ps?.whole) && ok(htb?.whole);
+    out.push({
+      target: `TCP goodput/configured at least as close to ${TCP_WIRE_IDEAL.toFixed(3)} as HTB's, ${mbit(rate)} Mbit/s (300 ms burst)`,
+      measured: `portshaper ${cell(ps?.whole)}, HTB ${cell(htb?.whole)}`,
+      verdict: verdict(has ? Math.abs(ps!.whole.median - TCP_WIRE_IDEAL) <= Math.abs(htb!.whole.median - TCP_WIRE_IDEAL) : undefined),
+    });
+    out.push({
+      target: `TCP first second ≤ 1.05× configured, ${mbit(rate)} Mbit/s`,
+      measured: `portshaper ${cell(ps?.firstSecond)}`,
+      verdict: verdict(ok(ps?.firstSecond) ? ps!.firstSecond.max <= 1.05 : undefined),
+    });
+  }
+  const pp = r.perpacket;
+  const psRows = pp?.rows.filter((x) => x.system === 'portshaper') ?? [];
+  const costs = psRows.map((x) => x.bpfNsPerPacket).filter(ok);
+  const empty = pp?.emptyProgram.bpfNsPerPacket;
+  if (pp) {
+    const worst = costs.length ? Math.max(...costs.map((c) => c.median)) : NaN;
+    out.push({
+      target: 'Per-packet cost ≤ empty program + 40 ns (every rule count)',
+      measured: `portshaper ${psRows.map((x) => `${x.rules}: ${cell(x.bpfNsPerPacket, 1)}`).join('; ')} ns; empty ${cell(empty, 1)} ns`,
+      verdict: verdict(costs.length === psRows.length && costs.length > 0 && ok(empty) ? worst <= empty.median + 40 : undefined),
+    });
+    const first = psRows[0]?.bpfNsPerPacket;
+    const last = psRows[psRows.length - 1]?.bpfNsPerPacket;
+    out.push({
+      target: `Per-packet cost flat within 10% from ${psRows[0]?.rules ?? 1} to ${psRows[psRows.length - 1]?.rules ?? 65536} rules`,
+      measured: ok(first) && ok(last) ? `${(last.median / first.median).toFixed(3)}× (${first.median.toFixed(1)} → ${last.median.toFixed(1)} ns)` : 'n/a',
+      verdict: verdict(costs.length === psRows.length && costs.length > 0 ? Math.max(...costs.map((c) => c.median)) <= 1.1 * Math.min(...costs.map((c) => c.median)) : undefined),
+    });
+  }
+  for (const row of r.overhead?.rows ?? []) {
+    out.push({
+      target: `Overhead when not limiting ≥ 0.97 of no program: ${row.traffic}`,
+      measured: cell(row.ratio),
+      verdict: verdict(ok(row.ratio) ? row.ratio.median >= 0.97 : undefined),
+    });
+  }
+  const cp = r.controlplane;
+  const max = cp ? Math.max(...cp.counts) : 0;
+  const apply = cp?.rows.find((x) => x.operation === 'portshaper policy file' && x.rules === max);
+  const planApply = cp?.rows.find((x) => x.operation === 'portshaper plan+apply' && x.rules === max);
+  const nft = cp?.rows.find((x) => x.operation === 'nft -f map' && x.rules === max);
+  if (cp) {
+    out.push({
+      target: `Applying ${max.toLocaleString('en-US')} rules ≥ 2× faster than \`nft -f\` of an equivalent map (from the policy file)`,
+      measured: `${cell(apply?.ms, 0)} ms vs ${cell(nft?.ms, 0)} ms: ${cell(apply?.vsNftMap, 3)} of nft's time`,
+      verdict: verdict(ok(apply?.vsNftMap) ? apply!.vsNftMap.median <= 0.5 : undefined),
+    });
+    out.push({
+      target: `(same, plan+apply of a validated policy)`,
+      measured: `${cell(planApply?.ms, 0)} ms: ${cell(planApply?.vsNftMap, 3)} of nft's time`,
+      verdict: verdict(ok(planApply?.vsNftMap) ? planApply!.vsNftMap.median <= 0.5 : undefined),
+    });
+  }
+  return out;
+}
+
+// ---------------------------------------------------------------------------
+// Sections
+// ---------------------------------------------------------------------------
+
+function accuracySection(a: AccuracyResult, tcpChart: string): string {
+  const parts = [
+    '## 1. Accuracy: one port limited at ' + a.rates.map(mbit).join(', ') + ' Mbit/s',
+    '',
+    `The server in namespace B sends to the client in A over the veth pair; every limiter is set on B's side of the link ` +
+      `(nftables also on A's ingress). TCP: one stream, ${a.tcpSeconds} s, goodput (payload) / configured rate. ` +
+      `UDP: ${a.udpSeconds} s, 1400-byte payloads (1442-byte frames) offered at 2× the rate; delivered in wire bytes / configured. ` +
+      'Cells: median (min–max) over the quiet runs.',
+    '',
+    'What each limiter counts against its rate:',
+    '',
+    table(['limiter', 'where', 'counts'], a.limiters.map((l) => [l.id, l.description, l.counts])),
+    '',
+    `TCP through a policer collapses unless the bucket is deeper than TCP's minimum RTO (200 ms): portshaper and nftables ` +
+      `are configured with a 300 ms burst (portshaper's default); one row shows portshaper with 10 ms. HTB and TBF queue ` +
+      `instead of dropping at once and use a 10 ms bucket. The ideal TCP ratio for a limiter counting wire bytes is ` +
+      `1448/1514 = ${TCP_WIRE_IDEAL.toFixed(3)}; limiters that count one set of headers per GSO skb (nftables) let ` +
+      'more payload through at the same configured rate.',
+    '',
+    '### TCP goodput / configured',
+    '',
+    table(
+      ['limiter', 'Mbit/s', 'burst', 'whole run', 'first second', 'steady state', 'retransmits'],
+      a.tcp.map((t) => [t.limiter, mbit(t.rateBps), `${t.burstNs / 1e6} ms`, cell(t.whole), cell(t.firstSecond), cell(t.steady), cell(t.retransmits, 0)]),
+    ),
+    '',
+    `![TCP goodput per second](${tcpChart})`,
+    '',
+    '### UDP offered at 2× the rate',
+    '',
+    table(
+      ['limiter', 'Mbit/s', 'burst', 'delivered / configured (wire)', 'ideal', 'offered / configured', 'loss'],
+      a.udp.map((u) => [u.limiter, mbit(u.rateBps), `${u.burstNs / 1e6} ms`, cell(u.delivered, 4), u.ideal.toFixed(4), cell(u.offered, 2), cell(u.loss, 3)]),
+    ),
+    '',
+    '"ideal": delivered / configured of a limiter exact in what it counts (nftables at ingress counts IP bytes, so it passes 1442/1428 more wire bytes).',
+  ];
+  return parts.join('\n');
+}
+
+function overheadSection(o: OverheadResult): string {
+  return [
+    '## 2. Overhead when not limiting',
+    '',
+    `portshaper attached on ingress and egress of both veth ends with an unlimited rule (rate 0: counted, never dropped) ` +
+      `on the test port, local and remote side, against no program and no clsact qdisc at all; ${o.seconds} s runs, the two ` +
+      'interleaved in every repetition; the ratio is paired by repetition.',
+    '',
+    table(
+      ['traffic', 'unit', 'no program', 'portshaper', 'portshaper / no program'],
+      o.rows.map((r) => [r.traffic, r.unit, cell(r.none, 2), cell(r.portshaper, 2), cell(r.ratio, 3)]),
+    ),
+  ].join('\n');
+}
+
+function perPacketSection(p: PerPacketResult, chart: string): string {
+  const ps = p.rows.filter((r) => r.system === 'portshaper');
+  return [
+    '## 3. Per-packet cost and its growth with the rule count',
+    '',
+    `UDP, 64-byte payloads, as fast as iperf3 sends, ${p.seconds} s per run, through the sender's egress. Each rule set ` +
+      'holds N per-port limits at a rate far above the traffic (80 Gbit/s), so nothing is dropped but every packet pays ' +
+      "the lookup and the bucket; the measured port's rule is last (worst case for a linear list).",
+    '',
+    '### BPF run time per packet (`kernel.bpf_stats_enabled`, restored afterwards)',
+    '',
+    table(
+      ['rules', 'portshaper ns/packet', 'empty cls_bpf ns/packet (same run)', 'portshaper − empty'],
+      ps.map((r) => [
+        r.rules.toLocaleString('en-US'),
+        cell(r.bpfNsPerPacket, 1),
+        cell(p.emptyProgram.bpfNsPerPacket, 1),
+        ok(r.bpfNsPerPacket) && ok(p.emptyProgram.bpfNsPerPacket) ? (r.bpfNsPerPacket.median - p.emptyProgram.bpfNsPerPacket.median).toFixed(1) : 'n/a',
+      ]),
+    ),
+    '',
+    '### Every system: packet rate and CPU per packet',
+    '',
+    `No program: ${cell(p.noProgram.kpps, 1)} kpps, ${cell(p.noProgram.cpuNsPerPacket, 0)} ns CPU/packet. ` +
+      `Empty cls_bpf: ${cell(p.emptyProgram.kpps, 1)} kpps, ${cell(p.emptyProgram.cpuNsPerPacket, 0)} ns CPU/packet. ` +
+      'CPU per packet is busy time of the whole machine (user, system, irq, softirq) per datagram sent; "added" is that ' +
+      'minus no program in the same repetition, so small values are within noise.',
+    '',
+    table(
+      ['system', 'rules', 'kpps received', 'rate / no program', 'CPU ns/packet', 'added CPU ns/packet'],
+      p.rows.map((r) => [r.system, r.rules.toLocaleString('en-US'), cell(r.kpps, 1), cell(r.ppsRatio, 3), cell(r.cpuNsPerPacket, 0), cell(r.addedCpuNs, 0)]),
+    ),
+    '',
+    table(['system', 'what'], p.systems.map((s) => [s.id, s.description])),
+    '',
+    `![small-packet rate vs rule count](${chart})`,
+  ].join('\n');
+}
+
+function controlPlaneSection(c: ControlPlaneResult): string {
+  const apply = new Set(['portshaper policy file', 'portshaper plan+apply', 'nft -f map', 'nft -f linear', 'tc -batch u32']);
+  return [
+    '## 4. Control plane',
+    '',
+    'Time to put N per-port limits (100 Mbit/s, 300 ms burst, egress, local port) into the kernel of the benchmark\'s ' +
+      'namespace, from empty; nft and tc times include their process start. "/ nft -f map" is paired by repetition.',
+    '',
+    table(
+      ['operation', 'rules', 'ms', '/ nft -f map'],
+      [
+        ...c.rows.map((r) => [r.operation, r.rules.toLocaleString('en-US'), cell(r.ms, 1), apply.has(r.operation) ? cell(r.vsNftMap, 3) : '']),
+        ...c.notMeasured.map((n) => [n.operation, '', `**${n.why}**`, '']),
+      ],
+    ),
+    '',
+    table(['operation', 'what'], c.operations.map((o) => [o.id, o.description])),
+    '',
+    'Where the time of "portshaper policy file" goes (ms):',
+    '',
+    table(
+      ['rules', 'parse (YAML)', 'validate', 'plan', 'apply'],
+      c.rows
+        .filter((r) => r.stages)
+        .map((r) => [r.rules.toLocaleString('en-US'), ...['parse', 'validate', 'plan', 'apply'].map((k) => cell(r.stages?.[k], 1))]),
+    ),
+  ].join('\n');
+}
+
+function noiseSection(r: BenchResults): string {
+  const loads = r.runs.map((l) => l.load);
+  const busy = r.runs.filter((l) => l.load.busy);
+  const range = (xs: number[], f: (x: number) => string) => (xs.length ? `${f(Math.min(...xs))}–${f(Math.max(...xs))}` : 'n/a');
+  const pct = (x: number) => `${(x * 100).toFixed(0)}%`;
+  return [
+    '## 5. Noise',
+    '',
+    `Before every measured run the benchmark idles ${300} ms and reads /proc/stat: CPU time (user+nice+system) not spent ` +
+      'by the benchmark or its children is "others". The same is read over the run itself when it lasts at least 1 s ' +
+      '(/proc/stat counts 10 ms ticks). A run where others used more ' +
+      `than ${pct(MAX_OTHER_BUSY)} of all CPUs, before or during, is recorded but not used for any number or ratio; a cell ` +
+      'with no quiet run says "n/a (machine too busy in every run)" instead of a number.',
+    '',
+    table(
+      ['runs', 'too busy (not used)', '1-min loadavg', 'others before run', 'others during run'],
+      [[
+        String(loads.length),
+        String(busy.length),
+        range(loads.map((l) => l.loadavg1), (x) => x.toFixed(2)),
+        range(loads.map((l) => l.otherBefore), pct),
+        range(loads.flatMap((l) => (l.otherDuring === null ? [] : [l.otherDuring])), pct),
+      ]],
+    ),
+    ...(busy.length ? ['', 'Runs not used:', '', ...busy.map((b) => `- ${b.id}, repetition ${b.rep + 1}: others ${pct(b.load.otherBefore)} before, ${b.load.otherDuring === null ? 'not judged (short run)' : pct(b.load.otherDuring)} during`)] : []),
+  ].join('\n');
+}
+
+function failuresSection(r: BenchResults): string {
+  const lines: string[] = [];
+  for (const [name, err] of Object.entries(r.sectionErrors)) lines.push(`- section ${name} failed: \`${err.split('\n')[0]}\``);
+  for (const s of [r.accuracy, r.overhead, r.perpacket, r.controlplane]) {
+    for (const [id, msgs] of Object.entries(s?.failures ?? {})) for (const m of msgs) lines.push(`- ${id}: \`${m.split('\n')[0]!.slice(0, 300)}\``);
+  }
+  return lines.length ? ['## Failed runs', '', ...lines].join('\n') : '';
+}
+
+// ---------------------------------------------------------------------------
+// Files
+// ---------------------------------------------------------------------------
+
+function tcpPerSecondChart(a: AccuracyResult): string {
+  const rate = a.rates.includes(100e6) ? 100e6 : a.rates[0]!;
+  const rows = a.tcp.filter((t) => t.rateBps === rate);
+  const seconds = Math.max(0, ...rows.map((t) => t.perSecondBps.length));
+  return lineChart({
+    title: `TCP goodput per second, one port limited to ${mbit(rate)} Mbit/s`,
+    xLabel: 'second of the run',
+    yLabel: 'goodput, Mbit/s',
+    series: [
+      ...rows.map((t) => ({ name: t.limiter, points: t.perSecondBps.map((b, i): [number, number] => [i + 1, b / 1e6]) })),
+      { name: 'configured', points: [[1, rate / 1e6], [Math.max(seconds, 2), rate / 1e6]] as [number, number][], dashed: true },
+    ],
+  });
+}
+
+function perPacketChart(p: PerPacketResult): string {
+  return lineChart({
+    title: 'Small-packet rate vs number of per-port limits',
+    xLabel: 'rules (log scale)',
+    yLabel: 'packets/s relative to no program',
+    xLog: true,
+    yMin: 0,
+    series: p.systems.map((s) => ({
+      name: s.id,
+      points: p.rows.filter((r) => r.system === s.id).map((r): [number, number] => [r.rules, r.ppsRatio.median]),
+    })),
+  });
+}
+
+/** Write <date>-<host>[-quick].md/.json, the charts, and latest.md; returns the paths. */
+export function writeReport(r: BenchResults): string[] {
+  mkdirSync(RESULTS_DIR, { recursive: true });
+  const stem = `${r.started.slice(0, 10)}-${r.host}${r.quick ? '-quick' : ''}`;
+  const files: Record<string, string> = {};
+  const tcpChart = `${stem}-tcp-per-second.svg`;
+  const ppChart = `${stem}-rules.svg`;
+  if (r.accuracy) files[tcpChart] = tcpPerSecondChart(r.accuracy);
+  if (r.perpacket) files[ppChart] = perPacketChart(r.perpacket);
+
+  const targets = checkTargets(r);
+  const minutes = (Date.parse(r.finished) - Date.parse(r.started)) / 60000;
+  const md = [
+    `# portshaper benchmark: ${r.started.slice(0, 10)} on ${r.host}`,
+    '',
+    `Kernel ${r.kernel}, ${r.cpus} CPUs, ${r.quick ? 'quick run (smoke test: fewer rates, counts and runs)' : 'full run'}, ` +
+      `${r.reps} interleaved repetition(s) per case, ${minutes.toFixed(1)} minutes. Generated by \`make bench\` (bench/main.ts); ` +
+      'every ratio is against a baseline measured in the same run. The raw value and load of every run: the JSON beside this file.',
+    '',
+    '## Targets (issue 5)',
+    '',
+    table(['target', 'measured (median, min–max)', 'verdict'], targets.map((t) => [t.target, t.measured, t.verdict])),
+    '',
+    r.accuracy ? accuracySection(r.accuracy, tcpChart) : '',
+    '',
+    r.overhead ? overheadSection(r.overhead) : '',
+    '',
+    r.perpacket ? perPacketSection(r.perpacket, ppChart) : '',
+    '',
+    r.controlplane ? controlPlaneSection(r.controlplane) : '',
+    '',
+    noiseSection(r),
+    '',
+    failuresSection(r),
+    '',
+  ]
+    .join('\n')
+    .replace(/\n{3,}/g, '\n\n');
+  files[`${stem}.md`] = md;
+  files[`${stem}.json`] = JSON.stringify({ ...r, targets }, null, 2) + '\n';
+  const written = Object.entries(files).map(([name, text]) => {
+    const path = join(RESULTS_DIR, name);
+    writeFileSync(path, text);
+    return path;
+  });
+  const latest = join(RESULTS_DIR, 'latest.md');
+  copyFileSync(join(RESULTS_DIR, `${stem}.md`), latest);
+  return [...written, latest];
+}

@@ -1,0 +1,200 @@
+/**
+ * Section 3: per-packet cost and its growth with the rule count. For 1 to
+ * 65,536 per-port limits: portshaper's run time per packet by the kernel's
+ * own accounting (kernel.bpf_stats_enabled), next to an empty cls_bpf
+ * program; and for every system (portshaper, linear nftables rules, an
+ * nftables map of named limits, linear u32 filters) the small-packet rate and
+ * the machine's CPU time per packet sent, against no program at all.
+ *
+ * The measured traffic matches the last rule of each set (worst case for a
+ * linear list) and is never limited (the rate is far above it), so every
+ * packet pays the full lookup and the bucket.
+ */
+import { inNetns } from '../../src/kernel/netns.js';
+import { ensureClsact, nsExec, run } from '../../test/helpers/net.js';
+import { attachEmpty, detachEmpty, nsPerRun, progStats, withBpfStats, type ProgStats } from '../lib/bpfstats.js';
+import { attachAt, clearRules, detachFrom, ends, removeClsact, setRules, type BenchContext } from '../lib/context.js';
+import { nftFile, tempFile } from '../lib/host.js';
+import { machineBusyNs } from '../lib/load.js';
+import { runInterleaved, type Case } from '../lib/runner.js';
+import { desiredState, NFT_TABLES, nftLinear, nftMap, ruleSet, U32_PRIO, u32Batch, type LimitParams, type PortRule } from '../lib/rulesets.js';
+import { pairedRatio, summarize, type Summary } from '../lib/stats.js';
+import { SMALL_LEN, udpRun } from '../lib/traffic.js';
+
+/** Far above what a veth carries here: the bucket is charged, never empty. */
+const NEVER_LIMITING: LimitParams = { rateBps: 80e9, burstNs: 10_000_000 };
+
+/** What one small-packet run gives. */
+interface PacketRun {
+  receivedPps: number;
+  /** Busy CPU time of the whole machine per datagram sent (ns). */
+  cpuNsPerPacket: number;
+  /** BPF run time per packet of the system's program, when it is one. */
+  bpfNsPerPacket?: number;
+}
+
+/** A system under test: how to install a rule set and, for BPF, which program to watch. */
+interface System {
+  id: string;
+  description: string;
+  install(rules: readonly PortRule[]): Promise<void>;
+  remove(): Promise<void>;
+  /** Program id to read run statistics of (BPF systems). */
+  programId?(): Promise<number>;
+}
+
+/** One system at one rule count. */
+export interface PerPacketRow {
+  system: string;
+  rules: number;
+  kpps: Summary;
+  cpuNsPerPacket: Summary;
+  /** CPU per packet minus that of no program, paired by repetition. */
+  addedCpuNs: Summary;
+  /** pps / pps of no program, paired by repetition. */
+  ppsRatio: Summary;
+  bpfNsPerPacket?: Summary;
+}
+
+export interface PerPacketResult {
+  counts: number[];
+  seconds: number;
+  systems: { id: string; description: string }[];
+  /** Baselines measured in every repetition. */
+  noProgram: { kpps: Summary; cpuNsPerPacket: Summary };
+  emptyProgram: { kpps: Summary; cpuNsPerPacket: Summary; bpfNsPerPacket: Summary };
+  rows: PerPacketRow[];
+  failures: Record<string, string[]>;
+}
+
+/** Measure every system at every rule count, with BPF run-time statistics on. */
+export async function runPerPacket(ctx: BenchContext): Promise<PerPacketResult> {
+  return withBpfStats(() => measure(ctx));
+}
+
+async function measure(ctx: BenchContext): Promise<PerPacketResult> {
+  const counts = ctx.quick ? [1, 65_536] : [1, 100, 1_000, 10_000, 65_536];
+  const seconds = 2;
+  const { sender } = ends(ctx.topo);
+  const systems = makeSystems(ctx);
+
+  const packetRun = async (programId?: number): Promise<PacketRun> => {
+    const before: ProgStats | undefined = programId !== undefined ? await progStats(programId) : undefined;
+    const busy0 = machineBusyNs();
+    const r = await udpRun(ctx.topo, seconds, 0, SMALL_LEN);
+    const busy1 = machineBusyNs();
+    const after = programId !== undefined ? await progStats(programId) : undefined;
+    return {
+      receivedPps: r.receivedPps,
+      cpuNsPerPacket: (busy1 - busy0) / Math.max(1, r.sentPackets),
+      bpfNsPerPacket: before && after ? nsPerRun(before, after) : undefined,
+    };
+  };
+
+  let emptyId = 0;
+  const cases: Case<PacketRun>[] = [
+    { id: 'perpacket no program', setup: () => removeClsact(sender), measure: () => packetRun() },
+    {
+      id: 'perpacket empty cls_bpf',
+      setup: async () => {
+        emptyId = await attachEmpty(sender);
+      },
+      measure: () => packetRun(emptyId),
+      teardown: () => detachEmpty(sender),
+    },
+  ];
+  const caseId = (s: System, n: number) => `perpacket ${s.id} x ${n}`;
+  for (const n of counts) {
+    const rules = ruleSet(n);
+    for (const s of systems) {
+      cases.push({
+        id: caseId(s, n),
+        setup: () => s.install(rules),
+        measure: async () => packetRun(s.programId ? await s.programId() : undefined),
+        teardown: () => s.remove(),
+      });
+    }
+  }
+  const r = await runInterleaved(cases, ctx.reps);
+  const none = r.samples.get('perpacket no program') ?? [];
+  const empty = r.samples.get('perpacket empty cls_bpf') ?? [];
+  const kpps = (v: PacketRun) => v.receivedPps / 1e3;
+  const cpu = (v: PacketRun) => v.cpuNsPerPacket;
+  return {
+    counts,
+    seconds,
+    systems: systems.map((s) => ({ id: s.id, description: s.description })),
+    noProgram: { kpps: summarize(none, kpps), cpuNsPerPacket: summarize(none, cpu) },
+    emptyProgram: { kpps: summarize(empty, kpps), cpuNsPerPacket: summarize(empty, cpu), bpfNsPerPacket: summarize(empty, (v) => v.bpfNsPerPacket) },
+    rows: counts.flatMap((n) =>
+      systems.map((s) => {
+        const mine = r.samples.get(caseId(s, n)) ?? [];
+        const added = mine.map((m) => {
+          const base = none.find((x) => x.rep === m.rep);
+          return { ...m, value: base ? m.value.cpuNsPerPacket - base.value.cpuNsPerPacket : NaN, load: { ...m.load, busy: m.load.busy || !!base?.load.busy } };
+        });
+        const row: PerPacketRow = {
+          system: s.id,
+          rules: n,
+          kpps: summarize(mine, kpps),
+          cpuNsPerPacket: summarize(mine, cpu),
+          addedCpuNs: summarize(added, (v) => v),
+          ppsRatio: pairedRatio(mine, none, (v) => v.receivedPps),
+        };
+        if (s.programId) row.bpfNsPerPacket = summarize(mine, (v) => v.bpfNsPerPacket);
+        return row;
+      }),
+    ),
+    failures: Object.fromEntries(r.failures),
+  };
+}
+
+function makeSystems(ctx: BenchContext): System[] {
+  const { sender } = ends(ctx.topo);
+  const nft = (table: string, render: (rules: readonly PortRule[]) => string): Pick<System, 'install' | 'remove'> => ({
+    async install(rules) {
+      await nftFile(sender.ns, tempFile(`${table}.nft`, render(rules)));
+    },
+    async remove() {
+      await nsExec(sender.ns, ['nft', 'delete', 'table', 'netdev', table]);
+    },
+  });
+  return [
+    {
+      id: 'portshaper',
+      description: 'portshaper on tc egress of the sender: array lookup by port, one bucket per rule',
+      async install(rules) {
+        setRules(ctx.dp, desiredState(rules, NEVER_LIMITING));
+        attachAt(ctx.dp, sender, { ingress: false, egress: true });
+      },
+      async remove() {
+        detachFrom(ctx.dp, sender);
+        clearRules(ctx.dp);
+      },
+      async programId() {
+        return inNetns(sender.ns, () => ctx.dp.attached(sender.ifindex, sender.ifname)).egress;
+      },
+    },
+    {
+      id: 'nft linear',
+      description: 'nftables netdev egress chain, one `udp sport N limit rate over … drop` rule per port',
+      ...nft(NFT_TABLES.linear, (rules) => nftLinear(rules, sender.ifname, NEVER_LIMITING)),
+    },
+    {
+      id: 'nft map',
+      description: 'nftables netdev egress, one named limit per port and `limit name udp sport map @…`',
+      ...nft(NFT_TABLES.map, (rules) => nftMap(rules, sender.ifname, NEVER_LIMITING)),
+    },
+    {
+      id: 'u32 linear',
+      description: 'u32 filters on tc clsact egress, one per port, in one priority (match only: no police/gact here)',
+      async install(rules) {
+        await ensureClsact(sender.ns, sender.ifname);
+        await run('tc', ['-n', sender.ns, '-batch', tempFile('u32.batch', u32Batch(rules, sender.ifname))], { timeoutMs: 300_000 });
+      },
+      async remove() {
+        await run('tc', ['-n', sender.ns, 'filter', 'del', 'dev', sender.ifname, 'egress', 'prio', String(U32_PRIO)]);
+      },
+    },
+  ];
+}
