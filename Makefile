@@ -44,3 +44,65 @@ test-unit: node_modules/.package-lock.json
 
 clean:
 	rm -rf dist $(BPF_OBJ)
+
+# ---------------------------------------------------------------------------
+# Install on a host (docs/operations.md). `sudo make install` puts the agent,
+# its production node_modules and the BPF object in $(PKGLIBDIR), a
+# `portshaper` command in $(BINDIR) and the systemd unit in $(UNITDIR); the
+# bundled policy becomes $(SYSCONFDIR)/portshaper/policy.yaml only if there is
+# none. DESTDIR stages the whole tree elsewhere (packaging, CI).
+PREFIX ?= /usr
+BINDIR ?= $(PREFIX)/bin
+PKGLIBDIR ?= $(PREFIX)/lib/portshaper
+DOCDIR ?= $(PREFIX)/share/doc/portshaper
+SYSCONFDIR ?= /etc
+STATEDIR ?= /var/lib/portshaper
+UNITDIR ?= /lib/systemd/system
+# The node that runs the agent, found now so the service does not depend on PATH.
+NODE ?= $(shell command -v node)
+POLICY := $(SYSCONFDIR)/portshaper/policy.yaml
+# systemctl only acts on the running system: not for a DESTDIR, not without systemd.
+LIVE_SYSTEMD = [[ -z "$(DESTDIR)" && -d /run/systemd/system ]]
+
+.PHONY: install uninstall
+install: build
+	rm -rf $(DESTDIR)$(PKGLIBDIR)
+	install -d $(DESTDIR)$(PKGLIBDIR)/bpf $(DESTDIR)$(BINDIR) $(DESTDIR)$(UNITDIR) $(DESTDIR)$(DOCDIR) $(DESTDIR)$(SYSCONFDIR)/portshaper
+	install -d -m 0700 $(DESTDIR)$(STATEDIR)
+	cp -r dist $(DESTDIR)$(PKGLIBDIR)/dist
+	find $(DESTDIR)$(PKGLIBDIR)/dist \( -name '*.map' -o -name .built \) -delete
+	install -m 0644 $(BPF_OBJ) $(DESTDIR)$(PKGLIBDIR)/bpf/
+	install -m 0644 package.json package-lock.json $(DESTDIR)$(PKGLIBDIR)/
+	npm install --prefix $(DESTDIR)$(PKGLIBDIR) --omit=dev --no-audit --no-fund --loglevel=error
+	printf '#!/bin/sh\n# portshaper command line, installed by make install.\nexec %s %s/dist/cli/main.js "$$@"\n' \
+	  "$(NODE)" "$(PKGLIBDIR)" > $(DESTDIR)$(BINDIR)/portshaper
+	chmod 0755 $(DESTDIR)$(BINDIR)/portshaper
+	sed -e 's|/usr/bin/portshaper|$(BINDIR)/portshaper|' -e 's|/etc/portshaper/|$(SYSCONFDIR)/portshaper/|' \
+	  -e 's|/usr/share/doc/portshaper/|$(DOCDIR)/|' packaging/portshaper.service > $(DESTDIR)$(UNITDIR)/portshaper.service
+	chmod 0644 $(DESTDIR)$(UNITDIR)/portshaper.service
+	install -m 0644 README.md docs/operations.md docs/errors.md $(DESTDIR)$(DOCDIR)/
+	@if [[ -e $(DESTDIR)$(POLICY) ]]; then echo "kept $(DESTDIR)$(POLICY)"; \
+	  else install -m 0644 examples/policy.yaml $(DESTDIR)$(POLICY) && echo "installed $(DESTDIR)$(POLICY) (loopback only: edit it)"; fi
+	@if $(LIVE_SYSTEMD); then systemctl daemon-reload; \
+	  if systemctl -q is-active portshaper; then echo "portshaper is running the old version: systemctl restart portshaper"; \
+	  else echo "start it with: systemctl enable --now portshaper"; fi; fi
+
+# Removes what install added. The policy stays if it differs from the bundled
+# example, and $(STATEDIR) if anything is in it (the API token), unless
+# PURGE=1. The limits stay in force unless DETACH=1, which runs
+# `portshaper detach --purge` after stopping the service.
+uninstall:
+	@if $(LIVE_SYSTEMD) && [[ -e $(UNITDIR)/portshaper.service ]]; then systemctl disable --now portshaper; fi
+	@if [[ "$(DETACH)" == 1 ]]; then \
+	  if [[ -n "$(DESTDIR)" ]]; then echo "DETACH=1 ignored with DESTDIR"; \
+	  elif [[ -e $(POLICY) ]]; then $(BINDIR)/portshaper detach --policy $(POLICY) --purge; \
+	  else $(BINDIR)/portshaper detach --purge; fi; fi
+	rm -rf $(DESTDIR)$(PKGLIBDIR) $(DESTDIR)$(DOCDIR)
+	rm -f $(DESTDIR)$(BINDIR)/portshaper $(DESTDIR)$(UNITDIR)/portshaper.service
+	@if [[ "$(PURGE)" == 1 ]]; then rm -rf $(DESTDIR)$(SYSCONFDIR)/portshaper $(DESTDIR)$(STATEDIR); \
+	else \
+	  if cmp -s examples/policy.yaml $(DESTDIR)$(POLICY); then rm -f $(DESTDIR)$(POLICY); fi; \
+	  rmdir $(DESTDIR)$(SYSCONFDIR)/portshaper $(DESTDIR)$(STATEDIR) 2>/dev/null || true; \
+	  for kept in $(DESTDIR)$(SYSCONFDIR)/portshaper $(DESTDIR)$(STATEDIR); do \
+	    if [[ -e $$kept ]]; then echo "kept $$kept (PURGE=1 removes it)"; fi; done; fi
+	@if $(LIVE_SYSTEMD); then systemctl daemon-reload; fi
