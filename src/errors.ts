@@ -122,3 +122,77 @@ function tail(text: string, lines: number): string {
   const all = text.split('\n');
   return all.length <= lines ? text : ['…', ...all.slice(-lines)].join('\n');
 }
+
+/** The REST API was asked about a rule the policy does not have (HTTP 404). */
+export class RuleNotFoundError extends PortshaperError {
+  constructor(name: string) {
+    super('PS_RULE_NOT_FOUND', `no rule named "${name}"`, { hint: 'list the rules with GET /v1/rules or "portshaper status"' });
+  }
+}
+
+/**
+ * The policy file on disk was edited and does not validate, so an API change
+ * cannot be applied on top of it (HTTP 409). The running policy stays in force.
+ */
+export class PolicyFileInvalidError extends PortshaperError {
+  readonly diagnostics: Diagnostic[];
+
+  constructor(file: string, diagnostics: Diagnostic[]) {
+    super('PS_POLICY_FILE_INVALID', `the policy file ${file} was edited and has errors; API changes are written into it, so fix it first`, {
+      hint: `run "portshaper validate ${file}"`,
+    });
+    this.diagnostics = diagnostics;
+  }
+}
+
+/** An API change was applied but could not be written to the policy file; the kernel was rolled back (HTTP 500). */
+export class PersistError extends PortshaperError {
+  constructor(file: string, cause: unknown) {
+    super('PS_PERSIST_FAILED', `could not write the policy file ${file}; the change was rolled back`, {
+      hint: 'check that the directory is writable and the disk is not full',
+      cause,
+    });
+  }
+}
+
+/** The REST API could not listen on its address. */
+export class ApiBindError extends PortshaperError {
+  constructor(message: string, hint: string, cause?: unknown) {
+    super('PS_API_BIND', message, { hint, cause });
+  }
+}
+
+/** The REST API's token file cannot be read or created. */
+export class ApiTokenError extends PortshaperError {
+  constructor(file: string, reason: string) {
+    super('PS_API_TOKEN', `cannot use the API token file ${file}: ${reason}`, {
+      hint: 'set api.tokenFile to a path the agent can read (it creates the file, mode 0600, when missing)',
+    });
+  }
+}
+
+/** One problem with a requested change: the field it concerns and why. */
+export interface FieldProblem {
+  field: string;
+  reason: string;
+}
+
+/**
+ * A change made through the API would make the policy invalid (HTTP 400), or
+ * would make two rules claim the same port (HTTP 409). Nothing was applied.
+ */
+export class PolicyChangeError extends PortshaperError {
+  readonly problems: FieldProblem[];
+  readonly conflict: boolean;
+
+  constructor(problems: FieldProblem[], conflict: boolean) {
+    super(
+      conflict ? 'PS_POLICY_CONFLICT' : 'PS_POLICY_CHANGE_INVALID',
+      conflict
+        ? 'the change would make two rules claim the same port; nothing was applied'
+        : `the change makes the policy invalid (${problems.length} problem${problems.length === 1 ? '' : 's'}); nothing was applied`,
+    );
+    this.problems = problems;
+    this.conflict = conflict;
+  }
+}

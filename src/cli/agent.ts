@@ -1,4 +1,5 @@
 /** `portshaper agent`: the node agent in the foreground, systemd-friendly. */
+import { startApiServer, type ApiServer } from '../api/server.js';
 import { Agent } from '../controller/agent.js';
 import { preflight } from '../controller/preflight.js';
 import { readCounters } from '../kernel/counters.js';
@@ -22,6 +23,8 @@ the pinned maps without resetting counters or bucket credit.
 Options:
   --policy FILE          policy file (default ${DEFAULT_POLICY})
   --detach-on-exit       remove our filters on SIGTERM/SIGINT instead
+  --no-api               do not serve the REST API (api: in the policy sets
+                         its address, token file and TLS)
   --stats-interval SEC   log each rule's counters and rates every SEC seconds
                          (default 10; 0 turns it off)
   --log-level LEVEL      trace | debug | info | warn | error (default info)
@@ -38,6 +41,7 @@ export async function runAgent(argv: string[]): Promise<number> {
   const { values } = parseCommand('agent', argv, {
     policy: { type: 'string' },
     'detach-on-exit': { type: 'boolean' },
+    'no-api': { type: 'boolean' },
     'stats-interval': { type: 'string' },
     'log-level': { type: 'string' },
     'log-json': { type: 'boolean' },
@@ -58,6 +62,16 @@ export async function runAgent(argv: string[]): Promise<number> {
   });
   const agent = new Agent({ policyPath: values.policy ?? DEFAULT_POLICY, log });
   await agent.start();
+  let api: ApiServer | undefined;
+  if (!values['no-api']) {
+    try {
+      api = await startApiServer(agent, log);
+    } catch (err) {
+      // Enforcement stays in place; the operator fixes api: and starts again.
+      await agent.stop();
+      throw err;
+    }
+  }
   log.info({ policy: agent.policyPath }, 'agent running (SIGHUP reloads, SIGTERM stops)');
 
   const stats = statsSeconds > 0 ? setInterval(() => logStats(agent, log, statsSeconds), statsSeconds * 1000) : undefined;
@@ -67,6 +81,7 @@ export async function runAgent(argv: string[]): Promise<number> {
   clearInterval(stats);
   clearInterval(keepAlive);
   log.info({ signal }, 'stopping');
+  await api?.close();
   await agent.stop({ detach: values['detach-on-exit'] ?? false });
   return 0;
 }

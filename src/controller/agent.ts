@@ -13,7 +13,7 @@ import { applyDesired } from '../kernel/apply.js';
 import { DataPlane } from '../kernel/dataplane.js';
 import type { DesiredState } from '../kernel/desired.js';
 import { ifNameToIndex } from '../kernel/libc.js';
-import { loadPolicyFile, planPolicy, type ValidPolicy } from '../policy/index.js';
+import { loadPolicyFile, parsePolicy, planPolicy, validatePolicy, type ValidPolicy } from '../policy/index.js';
 import { InterfaceSync } from './interfaces.js';
 import { isNoop } from './reconcile.js';
 
@@ -129,6 +129,23 @@ export class Agent {
     });
   }
 
+  /** Validate policy text exactly as the file is validated; throws PolicyError with every diagnostic. */
+  validateText(text: string): { policy: ValidPolicy; warnings: Diagnostic[] } {
+    const { policy, diagnostics } = validatePolicy(parsePolicy(text, this.policyPath), policyEnv);
+    if (policy === undefined) throw new PolicyError(diagnostics);
+    return { policy, warnings: diagnostics };
+  }
+
+  /**
+   * Apply a validated policy whose file content hashes to `hash` (see
+   * hashText): API writes, and their rollback. The caller writes the file;
+   * the watcher's reload then finds the hash in force and does nothing.
+   * Call inside serialize().
+   */
+  applyPolicy(policy: ValidPolicy, hash: string, reason: string): ApplyResult {
+    return this.apply(policy, hash, false, reason);
+  }
+
   private async load(): Promise<{ policy: ValidPolicy; warnings: Diagnostic[]; hash: string }> {
     const { policy, warnings } = await loadPolicyFile(this.policyPath, policyEnv);
     return { policy, warnings, hash: hashFile(this.policyPath) };
@@ -175,9 +192,14 @@ export class Agent {
   }
 }
 
+/** The hash the agent keeps of the policy file's content. */
+export function hashText(text: string | Buffer): string {
+  return createHash('sha256').update(text).digest('hex');
+}
+
 function hashFile(path: string): string {
   try {
-    return createHash('sha256').update(readFileSync(path)).digest('hex');
+    return hashText(readFileSync(path));
   } catch {
     return '';
   }

@@ -1,0 +1,150 @@
+/**
+ * Builds the REST API (fastify) without listening: the agent's server.ts
+ * listens, tests call app.inject(). One encapsulated plugin per resource;
+ * every route has TypeBox schemas, which also make /openapi.json.
+ */
+import { randomUUID } from 'node:crypto';
+import Fastify, { LogController, type FastifyBaseLogger, type FastifyError, type FastifyInstance, type FastifyReply, type FastifyRequest } from 'fastify';
+import type { Logger } from 'pino';
+import type { ShaperService } from '../controller/service.js';
+import { formatDiagnostic, PersistError, PolicyChangeError, PolicyFileInvalidError, PortshaperError, RuleNotFoundError } from '../errors.js';
+import type { TokenCheck } from './auth.js';
+import { collectOpenApi } from './openapi.js';
+import { healthRoutes } from './routes/health.js';
+import { policyRoutes } from './routes/policy.js';
+import { portRoutes } from './routes/ports.js';
+import { ruleRoutes } from './routes/rules.js';
+import { statsRoutes } from './routes/stats.js';
+import type { ErrorView, FieldError, Listener } from './schemas.js';
+import { listenersOn } from './sockets.js';
+
+/** What the API is built from. */
+export interface AppDeps {
+  service: ShaperService;
+  /** Checks the bearer token of writes (and of reads unless readsOpen). */
+  token: TokenCheck;
+  readsOpen: boolean;
+  /** The agent's logger; none in tests. */
+  log?: Logger;
+  /** Serve HTTPS with this certificate chain and key (PEM). */
+  https?: { cert: Buffer; key: Buffer };
+  /** Listening sockets of a port (default: read /proc/net). */
+  listeners?: (port: number) => Listener[];
+}
+
+/** Largest request body outside PUT /v1/policy. */
+export const BODY_LIMIT = 64 * 1024;
+/** Largest policy PUT /v1/policy accepts (65,536 rules are ~5 MiB of YAML). */
+export const POLICY_BODY_LIMIT = 32 * 1024 * 1024;
+
+declare module 'fastify' {
+  /** Documentation keys of a route schema, copied into /openapi.json (fastify ignores them). */
+  interface FastifySchema {
+    summary?: string;
+    description?: string;
+    tags?: string[];
+    /** Media types of the body (default application/json). */
+    consumes?: string[];
+    /** Media types of the 200 response (default application/json). */
+    produces?: string[];
+  }
+  interface FastifyContextConfig {
+    /** Served without a token even when reads are closed (health checks). */
+    public?: boolean;
+  }
+}
+
+/** Build the app (routes registered, not listening). */
+export async function buildApp(deps: AppDeps): Promise<FastifyInstance> {
+  // The server's type differs with https; routes do not care which it is.
+  const app = Fastify({
+    ...(deps.https ? { https: deps.https } : {}),
+    ...(deps.log ? { loggerInstance: deps.log as FastifyBaseLogger } : { logger: false }),
+    // Requests are logged by the writes themselves ("policy applied") and by the error handler; one line per GET would drown the log.
+    logController: new LogController({ disableRequestLogging: true }),
+    genReqId: () => randomUUID(),
+    requestIdHeader: false,
+    bodyLimit: BODY_LIMIT,
+    ajv: { customOptions: { removeAdditional: false, allErrors: true, coerceTypes: 'array', useDefaults: false } },
+  });
+  const openApi = collectOpenApi(app);
+
+  // JSON (application/json and merge-patch+json) for rules; YAML as text for the policy. Anything else: 415.
+  app.removeContentTypeParser('text/plain');
+  app.addContentTypeParser('application/merge-patch+json', { parseAs: 'string' }, app.getDefaultJsonParser('error', 'error'));
+  app.addContentTypeParser(['application/yaml', 'application/x-yaml', 'text/yaml'], { parseAs: 'string' }, (_req, body, done) => done(null, body));
+
+  app.addHook('onRequest', async (request, reply) => {
+    void reply.header('x-request-id', request.id);
+    if (request.routeOptions.config.public) return;
+    const isRead = request.method === 'GET' || request.method === 'HEAD';
+    if (isRead && deps.readsOpen) return;
+    if (deps.token.accepts(request.headers.authorization)) return;
+    void reply.header('www-authenticate', 'Bearer realm="portshaper"');
+    return reply.code(401).send(errorBody(request, 401, 'PS_UNAUTHORIZED', isRead ? 'reads need "Authorization: Bearer <token>" (api.readsOpen is false)' : 'writes need "Authorization: Bearer <token>"; the token is in the file named by api.tokenFile'));
+  });
+
+  app.setErrorHandler((error: FastifyError, request, reply) => sendError(error, request, reply, deps.log));
+  app.setNotFoundHandler((request, reply) => reply.code(404).send(errorBody(request, 404, 'PS_NOT_FOUND', `no route ${request.method} ${request.url}; see /openapi.json`)));
+
+  await app.register(healthRoutes, { service: deps.service });
+  await app.register(ruleRoutes, { service: deps.service, prefix: '/v1' });
+  await app.register(portRoutes, { service: deps.service, listeners: deps.listeners ?? listenersOn, prefix: '/v1' });
+  await app.register(statsRoutes, { service: deps.service });
+  await app.register(policyRoutes, { service: deps.service, prefix: '/v1' });
+  app.get(
+    '/openapi.json',
+    { schema: { summary: 'This document (OpenAPI 3.1), generated from the route schemas.', tags: ['meta'] } },
+    async () => openApi(),
+  );
+  return app;
+}
+
+/** The one error body every non-2xx response has. */
+export function errorBody(request: FastifyRequest, statusCode: number, code: string, message: string, errors?: FieldError[]): ErrorView {
+  return { statusCode, error: STATUS_TEXT[statusCode] ?? 'Error', code, message, requestId: String(request.id), ...(errors ? { errors } : {}) };
+}
+
+const STATUS_TEXT: Record<number, string> = {
+  400: 'Bad Request',
+  401: 'Unauthorized',
+  404: 'Not Found',
+  409: 'Conflict',
+  413: 'Payload Too Large',
+  415: 'Unsupported Media Type',
+  500: 'Internal Server Error',
+  503: 'Service Unavailable',
+};
+
+/** Map any error to its status and body; 5xx bodies say nothing about internals, the log has it under the request id. */
+function sendError(error: FastifyError, request: FastifyRequest, reply: FastifyReply, log?: Logger): FastifyReply {
+  const send = (status: number, code: string, message: string, errors?: FieldError[]) =>
+    reply.code(status).send(errorBody(request, status, code, message, errors));
+  if (error.validation) {
+    const where = error.validationContext ?? 'body';
+    const errors = error.validation.map((v) => {
+      const params = v.params as Record<string, unknown>;
+      const key = params.missingProperty ?? params.additionalProperty;
+      const path = v.instancePath.replace(/^\//, '').replace(/\//g, '.');
+      const field = [path, key].filter((p) => p !== undefined && p !== '').join('.') || where;
+      const reason = params.additionalProperty !== undefined ? `unknown key "${String(key)}"` : (v.message ?? 'invalid');
+      return { field: where === 'body' ? field : `${where}.${field}`, reason };
+    });
+    return send(400, 'PS_API_INVALID_REQUEST', `invalid ${where}: ${errors.map((e) => `${e.field}: ${e.reason}`).join('; ')}`, errors);
+  }
+  if (error instanceof RuleNotFoundError) return send(404, error.code, error.message);
+  if (error instanceof PolicyChangeError) return send(error.conflict ? 409 : 400, error.code, error.message, error.problems);
+  if (error instanceof PolicyFileInvalidError) {
+    const problems = error.diagnostics.filter((d) => d.severity === 'error').map((d) => ({ field: 'policy file', reason: formatDiagnostic(d) }));
+    return send(409, error.code, error.message, problems);
+  }
+  const status = error.statusCode ?? 500;
+  if (status === 413) return send(413, 'PS_API_BODY_TOO_LARGE', error.message);
+  if (status === 415) return send(415, 'PS_API_UNSUPPORTED_MEDIA_TYPE', `${error.message}; send application/json (rules) or application/yaml / application/json (policy)`);
+  if (status >= 400 && status < 500 && !(error instanceof PortshaperError)) return send(status, error.code ?? 'PS_API_INVALID_REQUEST', error.message);
+  log?.error({ requestId: request.id, method: request.method, url: request.url, err: error }, 'API request failed');
+  if (error instanceof PersistError) {
+    return send(500, error.code, `the change could not be saved in the policy file and was rolled back; the agent logged why under request id ${String(request.id)}`);
+  }
+  return send(500, 'PS_INTERNAL', `internal error; the agent logged the details under request id ${String(request.id)}`);
+}

@@ -1,0 +1,58 @@
+/** /v1/rules: every rule with counters and observed rates; read, create or replace, change, remove one. */
+import type { FastifyPluginAsync, preValidationHookHandler } from 'fastify';
+import type { ShaperService } from '../../controller/service.js';
+import { errorBody } from '../app.js';
+import { ErrorView, RuleBody, RuleList, RuleNameParams, RulePatch, RuleView } from '../schemas.js';
+
+const WRITE_ERRORS = { 400: ErrorView, 401: ErrorView, 409: ErrorView, 413: ErrorView, 415: ErrorView, 500: ErrorView };
+
+/** Rule bodies are JSON; a YAML body (accepted by the policy route) is refused here with 415. */
+const jsonOnly: preValidationHookHandler = async (request, reply) => {
+  if (typeof request.body === 'string') {
+    return reply.code(415).send(errorBody(request, 415, 'PS_API_UNSUPPORTED_MEDIA_TYPE', 'rule bodies are JSON: send Content-Type: application/json'));
+  }
+};
+
+export const ruleRoutes: FastifyPluginAsync<{ service: ShaperService }> = async (app, { service }) => {
+  app.get('/rules', {
+    schema: { summary: 'Every rule: configuration, counters per direction, observed rates.', tags: ['rules'], response: { 200: RuleList } },
+  }, async () => ({ rules: service.listRules() }));
+
+  app.get<{ Params: RuleNameParams }>('/rules/:name', {
+    schema: { summary: 'One rule.', tags: ['rules'], params: RuleNameParams, response: { 200: RuleView, 404: ErrorView } },
+  }, async (request) => service.getRule(request.params.name));
+
+  app.put<{ Params: RuleNameParams; Body: RuleBody }>('/rules/:name', {
+    preValidation: jsonOnly,
+    schema: {
+      summary: 'Create or replace a rule; in force in the kernel and saved in the policy file before the response.',
+      description: 'Keys left out take the policy\'s defaults. 201 when the rule is new, 200 when it replaced one. 409 when its ports overlap another rule.',
+      tags: ['rules'],
+      params: RuleNameParams,
+      body: RuleBody,
+      response: { 200: RuleView, 201: RuleView, ...WRITE_ERRORS },
+    },
+  }, async (request, reply) => {
+    const { created, rule } = await service.putRule(request.params.name, request.body, request.id);
+    return reply.code(created ? 201 : 200).send(rule);
+  });
+
+  app.patch<{ Params: RuleNameParams; Body: RulePatch }>('/rules/:name', {
+    preValidation: jsonOnly,
+    schema: {
+      summary: 'Change some keys of a rule (JSON merge patch: null removes a key, so its default applies).',
+      tags: ['rules'],
+      consumes: ['application/merge-patch+json', 'application/json'],
+      params: RuleNameParams,
+      body: RulePatch,
+      response: { 200: RuleView, 404: ErrorView, ...WRITE_ERRORS },
+    },
+  }, async (request) => service.patchRule(request.params.name, request.body, request.id));
+
+  app.delete<{ Params: RuleNameParams }>('/rules/:name', {
+    schema: { summary: 'Remove a rule (from the kernel and the policy file).', tags: ['rules'], params: RuleNameParams, response: { 204: { type: 'null' }, 401: ErrorView, 404: ErrorView, 500: ErrorView } },
+  }, async (request, reply) => {
+    await service.deleteRule(request.params.name, request.id);
+    return reply.code(204).send();
+  });
+};

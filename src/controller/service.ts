@@ -1,0 +1,385 @@
+/**
+ * The facade the REST API calls: reads (rules with counters and observed
+ * rates, global counters, readiness, the policy) and writes (a rule, the
+ * whole policy). Route tests use a fake of ShaperService; the agent runs
+ * AgentService, the only API code that touches the Agent or the kernel.
+ *
+ * A write, all-or-nothing, one at a time through agent.serialize():
+ * edit the file's text (yaml Document API) → validate it exactly as the file
+ * is validated → apply it to the kernel (in force before the response) →
+ * write the file atomically → respond. If the file cannot be written the
+ * previous policy is applied again. The watcher's reload then finds the
+ * file's hash already in force and does nothing.
+ */
+import { readFileSync } from 'node:fs';
+import { parseDocument } from 'yaml';
+import type { Logger } from 'pino';
+import type { ApplyView, DirectionCounters, GlobalRow, ObservedRate, PolicyView, ReadyView, RuleBody, RulePatch, RuleView, StatsView } from '../api/schemas.js';
+import {
+  formatDiagnostic,
+  PersistError,
+  PolicyChangeError,
+  PolicyError,
+  PolicyFileInvalidError,
+  PortshaperError,
+  RuleNotFoundError,
+  type Diagnostic,
+  type FieldProblem,
+} from '../errors.js';
+import { readCounters, readGlobal } from '../kernel/counters.js';
+import type { DesiredState, Direction } from '../kernel/desired.js';
+import { zeroCounters, type PsCounters } from '../kernel/layout.js';
+import { formatRate, type ApiSettings, type PolicyRule, type ValidPolicy } from '../policy/index.js';
+import { hashText, type Agent } from './agent.js';
+import { deleteRuleText, patchRuleText, putRuleText, writeFileAtomic } from './persist.js';
+
+/** What the REST API needs from the agent. */
+export interface ShaperService {
+  /** API settings of the policy the agent started with. */
+  readonly settings: ApiSettings;
+  listRules(): RuleView[];
+  /** Throws RuleNotFoundError. */
+  getRule(name: string): RuleView;
+  /** Rules whose port or range includes port. */
+  rulesForPort(port: number): RuleView[];
+  /** Create or replace a rule; in force in the kernel and persisted when it resolves. */
+  putRule(name: string, body: RuleBody, requestId: string): Promise<{ created: boolean; rule: RuleView }>;
+  patchRule(name: string, patch: RulePatch, requestId: string): Promise<RuleView>;
+  deleteRule(name: string, requestId: string): Promise<void>;
+  stats(): StatsView;
+  ready(): ReadyView;
+  /** The policy file: its text and whether it is the policy in force. */
+  policy(): PolicyView & { text: string };
+  /** Replace the whole policy with YAML text (validated exactly as the file is). */
+  replacePolicy(text: string, requestId: string): Promise<ApplyView>;
+}
+
+const DIRECTIONS: readonly Direction[] = ['ingress', 'egress'];
+/** Samples kept for observed rates: one a second, so rates cover the last 5 s. */
+const RING = 6;
+const FIELDS = 4; // pass bytes, pass packets, drop bytes, drop packets
+
+/** One counter sample: the time and, per slot, FIELDS numbers. */
+interface Sample {
+  ms: number;
+  values: Float64Array;
+}
+
+/** Per-rule index of the current plan: the buckets (key, direction) of each rule. */
+type BucketIndex = Map<string, { key: string; direction: Direction }[]>;
+
+/** ShaperService over the running Agent. */
+export class AgentService implements ShaperService {
+  readonly settings: ApiSettings;
+  private samples: Sample[] = [];
+  private timer: NodeJS.Timeout | undefined;
+  private indexed: { desired: DesiredState; index: BucketIndex } | undefined;
+
+  constructor(
+    private readonly agent: Agent,
+    private readonly log: Logger,
+  ) {
+    this.settings = agent.state.policy.api;
+  }
+
+  /** Sample counters every intervalMs for the observed rates. */
+  startSampling(intervalMs = 1000): void {
+    this.sample();
+    this.timer = setInterval(() => this.sample(), intervalMs);
+    this.timer.unref();
+  }
+
+  stopSampling(): void {
+    clearInterval(this.timer);
+  }
+
+  listRules(): RuleView[] {
+    const { policy, slots } = this.agent.state;
+    const counters = readCounters(this.agent.dataPlane, slots.values());
+    return policy.rules.map((r) => this.view(r, (slot) => counters.get(slot)));
+  }
+
+  getRule(name: string): RuleView {
+    const rule = this.agent.state.policy.rules.find((r) => r.name === name);
+    if (!rule) throw new RuleNotFoundError(name);
+    return this.viewReading(rule);
+  }
+
+  rulesForPort(port: number): RuleView[] {
+    return this.agent.state.policy.rules.filter((r) => r.from <= port && port <= r.to).map((r) => this.viewReading(r));
+  }
+
+  async putRule(name: string, body: RuleBody, requestId: string): Promise<{ created: boolean; rule: RuleView }> {
+    let created = false;
+    await this.write(`PUT rule ${name}`, requestId, ({ text, policy }) => {
+      const index = indexOf(policy, name);
+      created = index === undefined;
+      return { text: putRuleText(text, index, name, body), index: index ?? policy.rules.length };
+    });
+    return { created, rule: this.getRule(name) };
+  }
+
+  async patchRule(name: string, patch: RulePatch, requestId: string): Promise<RuleView> {
+    await this.write(`PATCH rule ${name}`, requestId, ({ text, policy }) => {
+      const index = indexOf(policy, name);
+      if (index === undefined) throw new RuleNotFoundError(name);
+      return { text: patchRuleText(text, index, name, patch), index };
+    });
+    return this.getRule(name);
+  }
+
+  async deleteRule(name: string, requestId: string): Promise<void> {
+    await this.write(`DELETE rule ${name}`, requestId, ({ text, policy }) => {
+      const index = indexOf(policy, name);
+      if (index === undefined) throw new RuleNotFoundError(name);
+      return { text: deleteRuleText(text, index) };
+    });
+  }
+
+  async replacePolicy(text: string, requestId: string): Promise<ApplyView> {
+    return this.write('PUT policy', requestId, () => ({ text }));
+  }
+
+  policy(): PolicyView & { text: string } {
+    const text = readFileSync(this.agent.policyPath, 'utf8');
+    const sha256 = hashText(text);
+    return { file: this.agent.policyPath, sha256, inForce: sha256 === this.agent.state.hash, policy: parseDocument(text).toJS() as unknown, text };
+  }
+
+  stats(): StatsView {
+    const dp = this.agent.dataPlane;
+    const names = new Map(this.agent.interfaces().map((i) => [i.ifindex, i.name]));
+    const rows: { name: string; ifindex: number; row: number }[] = [{ name: 'unregistered', ifindex: 0, row: 0 }];
+    for (const [ifindex, iface] of dp.interfaces()) rows.push({ name: names.get(ifindex) ?? `ifindex ${ifindex}`, ifindex, row: iface.stats_row });
+    const interfaces: GlobalRow[] = rows.flatMap(({ name, ifindex, row }) =>
+      DIRECTIONS.map((direction) => {
+        const g = readGlobal(dp, row, direction);
+        const kind = (k: keyof typeof g) => ({ packets: Number(g[k].pkts), bytes: Number(g[k].bytes) });
+        return { interface: name, ifindex, direction, nonIp: kind('nonIp'), unparsed: kind('unparsed'), fragment: kind('fragment'), unmatched: kind('unmatched'), matched: kind('matched') };
+      }),
+    );
+    return { interfaces };
+  }
+
+  ready(): ReadyView {
+    let registered: Set<number>;
+    const dp = this.agent.dataPlane;
+    try {
+      dp.meta();
+      registered = new Set(dp.interfaces().keys());
+    } catch (err) {
+      this.log.error({ err: String(err) }, 'readiness: pinned maps not readable');
+      return { ready: false, reason: 'pinned maps not readable', interfaces: [] };
+    }
+    const interfaces = this.agent.interfaces().map((i) => {
+      const attached = i.ifindex > 0 ? dp.attached(i.ifindex, i.name) : { ingress: 0, egress: 0 };
+      return {
+        name: i.name,
+        ifindex: i.ifindex,
+        ingress: !i.ingress || attached.ingress > 0,
+        egress: !i.egress || attached.egress > 0,
+        registered: registered.has(i.ifindex),
+        ...(i.error ? { error: i.error } : {}),
+      };
+    });
+    const missing = interfaces.filter((i) => !(i.ingress && i.egress && i.registered)).map((i) => i.name);
+    if (missing.length) return { ready: false, reason: `not attached on ${missing.join(', ')}`, interfaces };
+    return { ready: true, interfaces };
+  }
+
+  /**
+   * Run one write: edit the policy text, validate, apply, persist. Expected
+   * failures (4xx) are returned out of the serialized task so the agent does
+   * not log them as failed tasks.
+   */
+  private async write(reason: string, requestId: string, edit: (base: { text: string; policy: ValidPolicy }) => { text: string; index?: number }): Promise<ApplyView> {
+    const outcome = await this.agent.serialize(async () => {
+      try {
+        return { ok: this.writeNow(reason, requestId, edit) };
+      } catch (err) {
+        if (err instanceof PortshaperError && !(err instanceof PersistError)) return { err };
+        throw err;
+      }
+    });
+    if ('err' in outcome) throw outcome.err;
+    return outcome.ok;
+  }
+
+  private writeNow(reason: string, requestId: string, edit: (base: { text: string; policy: ValidPolicy }) => { text: string; index?: number }): ApplyView {
+    const path = this.agent.policyPath;
+    const { text, index } = edit(this.base());
+    let validated;
+    try {
+      validated = this.agent.validateText(text);
+    } catch (err) {
+      if (!(err instanceof PolicyError)) throw err;
+      throw changeError(err.diagnostics, index);
+    }
+    const previous = this.agent.state;
+    const result = this.agent.applyPolicy(validated.policy, hashText(text), `API ${reason} (request ${requestId})`);
+    try {
+      writeFileAtomic(path, text);
+    } catch (err) {
+      this.log.error({ requestId, file: path, err: String(err) }, 'cannot write the policy file; rolling the kernel back to the previous policy');
+      this.agent.applyPolicy(previous.policy, previous.hash, `rollback of request ${requestId}`);
+      throw new PersistError(path, err);
+    }
+    return { applied: true, rules: validated.policy.rules.length, ms: result.ms, warnings: validated.warnings.map(formatDiagnostic) };
+  }
+
+  /** The file to edit: the one in force, or an edited file that validates (its edits then go in with the change). */
+  private base(): { text: string; policy: ValidPolicy } {
+    const path = this.agent.policyPath;
+    const text = readFileSync(path, 'utf8');
+    const state = this.agent.state;
+    if (hashText(text) === state.hash) return { text, policy: state.policy };
+    try {
+      return { text, policy: this.agent.validateText(text).policy };
+    } catch (err) {
+      if (err instanceof PolicyError) throw new PolicyFileInvalidError(path, err.diagnostics);
+      throw err;
+    }
+  }
+
+  private bucketIndex(): BucketIndex {
+    const { desired } = this.agent.state;
+    if (this.indexed?.desired === desired) return this.indexed.index;
+    const index: BucketIndex = new Map();
+    for (const b of desired.buckets) {
+      let list = index.get(b.rule);
+      if (!list) index.set(b.rule, (list = []));
+      list.push({ key: b.key, direction: b.direction });
+    }
+    this.indexed = { desired, index };
+    return index;
+  }
+
+  /** View of one rule, reading only its own slots. */
+  private viewReading(rule: PolicyRule): RuleView {
+    const slots = this.agent.state.slots;
+    const mine = (this.bucketIndex().get(rule.name) ?? []).map((b) => slots.get(b.key)).filter((s): s is number => s !== undefined);
+    const counters = readCounters(this.agent.dataPlane, mine);
+    return this.view(rule, (slot) => counters.get(slot));
+  }
+
+  private view(rule: PolicyRule, countersOf: (slot: number) => PsCounters | undefined): RuleView {
+    const { slots } = this.agent.state;
+    const buckets = this.bucketIndex().get(rule.name) ?? [];
+    const counters: RuleView['counters'] = {};
+    const observed: RuleView['observed'] = {};
+    for (const direction of DIRECTIONS) {
+      const mine = buckets.filter((b) => b.direction === direction).map((b) => slots.get(b.key)).filter((s): s is number => s !== undefined);
+      if (!mine.length) continue;
+      const sum = zeroCounters();
+      for (const slot of mine) {
+        const c = countersOf(slot);
+        if (!c) continue;
+        for (const k of Object.keys(sum) as (keyof PsCounters)[]) sum[k] += c[k];
+      }
+      counters[direction] = toCounters(sum);
+      observed[direction] = this.observed(mine);
+    }
+    return {
+      name: rule.name,
+      port: rule.from === rule.to ? rule.from : `${rule.from}-${rule.to}`,
+      from: rule.from,
+      to: rule.to,
+      protocol: rule.protocol,
+      direction: rule.direction,
+      side: rule.side,
+      rate: formatRate(rule.rateBps),
+      rateBitsPerSecond: rule.rateBps,
+      burstBytes: Math.round((rule.burstNs * rule.rateBps) / 8e9),
+      burstNanoseconds: rule.burstNs,
+      mode: rule.mode,
+      buckets: rule.perPort ? 'per-port' : 'shared',
+      ...(rule.interfaces ? { interfaces: rule.interfaces } : {}),
+      counters,
+      observed,
+    };
+  }
+
+  /** Rates over the sample window for the given slots; a slot whose counters went down (re-used) counts 0. */
+  private observed(slots: number[]): ObservedRate {
+    const last = this.samples[this.samples.length - 1];
+    const first = this.samples[0];
+    const seconds = last && first ? (last.ms - first.ms) / 1000 : 0;
+    const rate = [0, 0, 0, 0];
+    if (last && first && seconds > 0) {
+      for (const slot of slots) {
+        for (let f = 0; f < FIELDS; f++) {
+          const delta = (last.values[slot * FIELDS + f] ?? 0) - (first.values[slot * FIELDS + f] ?? 0);
+          if (delta > 0) rate[f]! += delta / seconds;
+        }
+      }
+    }
+    const [passBytes = 0, passPkts = 0, dropBytes = 0, dropPkts = 0] = rate;
+    return {
+      bitsPerSecond: Math.round(passBytes * 8),
+      packetsPerSecond: Math.round(passPkts),
+      droppedBitsPerSecond: Math.round(dropBytes * 8),
+      droppedPacketsPerSecond: Math.round(dropPkts),
+      windowSeconds: Math.round(seconds * 1000) / 1000,
+    };
+  }
+
+  private sample(): void {
+    try {
+      const counters = readCounters(this.agent.dataPlane, this.agent.state.slots.values());
+      const size = counters.size ? Math.max(...counters.keys()) + 1 : 0;
+      const values = new Float64Array(size * FIELDS);
+      for (const [slot, c] of counters) {
+        values[slot * FIELDS] = Number(c.pass_bytes);
+        values[slot * FIELDS + 1] = Number(c.pass_pkts);
+        values[slot * FIELDS + 2] = Number(c.drop_bytes);
+        values[slot * FIELDS + 3] = Number(c.drop_pkts);
+      }
+      this.samples.push({ ms: performance.now(), values });
+      if (this.samples.length > RING) this.samples.shift();
+    } catch (err) {
+      // The data plane is closed while the agent stops; the next start samples again.
+      this.log.debug({ err: String(err) }, 'counter sample skipped');
+    }
+  }
+}
+
+function indexOf(policy: ValidPolicy, name: string): number | undefined {
+  const i = policy.rules.findIndex((r) => r.name === name);
+  return i < 0 ? undefined : i;
+}
+
+function toCounters(c: PsCounters): DirectionCounters {
+  return {
+    passedPackets: Number(c.pass_pkts),
+    passedBytes: Number(c.pass_bytes),
+    droppedPackets: Number(c.drop_pkts),
+    droppedBytes: Number(c.drop_bytes),
+    overLimitPackets: Number(c.over_pkts),
+    overLimitBytes: Number(c.over_bytes),
+  };
+}
+
+/**
+ * The validator's diagnostics as field problems: each message starts with the
+ * policy path it concerns ("rules[3].rate: ..."); for the edited rule the
+ * path becomes the body key ("rate"). An overlap makes the change a conflict.
+ */
+export function changeError(diagnostics: Diagnostic[], ruleIndex?: number): PolicyChangeError {
+  const problems: FieldProblem[] = [];
+  let conflict = false;
+  for (const d of diagnostics) {
+    if (d.severity !== 'error') continue;
+    const m = /^([A-Za-z0-9_.[\]]+): ([\s\S]*)$/.exec(d.message);
+    let field = m?.[1] ?? 'policy';
+    const reason = m?.[2] ?? d.message;
+    if (ruleIndex !== undefined) {
+      const own = `rules[${ruleIndex}]`;
+      if (field === own) field = 'rule';
+      else if (field.startsWith(`${own}.`)) field = field.slice(own.length + 1);
+    }
+    // Cross-rule overlap, as validatePolicy words it (src/policy/validate.ts checkAcrossRules).
+    if (reason.startsWith('overlaps rule "')) conflict = true;
+    problems.push({ field, reason });
+  }
+  return new PolicyChangeError(problems, conflict);
+}
