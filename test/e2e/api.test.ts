@@ -1,0 +1,272 @@
+/**
+ * The REST API of the real agent, inside a test namespace, while iperf3
+ * sends: a PUT is in force in the kernel before its response (checked in the
+ * pinned maps, not through the agent) and the delivered rate follows; GET
+ * counters match the pinned maps; 200 concurrent writes converge (file,
+ * kernel and GET agree); /metrics passes promtool; an API change survives a
+ * restart with the file's comments kept.
+ *
+ * The API listens on 127.0.0.1 inside the namespace, so requests are made by
+ * a small node process started there with nsenter (fetch, bounded concurrency).
+ */
+import { spawn } from 'node:child_process';
+import { readFileSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { parse } from 'yaml';
+import { afterAll, beforeAll, expect, it } from 'vitest';
+import { removePins } from '../../src/kernel/dataplane.js';
+import { AgentProcess, CLI, PinnedReader, PolicyDir } from '../helpers/agent.js';
+import { testPinDir } from '../helpers/dataplane.js';
+import { describeKernel, isCI, which } from '../helpers/env.js';
+import { createTopology, nsEnterArgv, run, type Topology } from '../helpers/net.js';
+import { runIperf, udpWireBitsPerSecond, udpWireBytes } from '../helpers/traffic.js';
+
+const MBIT = 1_000_000;
+const LEN = 1400;
+const API = 'http://127.0.0.1:9180';
+
+/** One request for the in-namespace client. */
+interface Request {
+  method: string;
+  path: string;
+  body?: unknown;
+  token?: boolean;
+  contentType?: string;
+}
+interface Response {
+  status: number;
+  body: string;
+  ms: number;
+}
+
+// Runs inside the namespace: reads {requests, concurrency, token} on stdin, prints the responses.
+const CLIENT = `
+let input = '';
+for await (const chunk of process.stdin) input += chunk;
+const { requests, concurrency, token, base } = JSON.parse(input);
+const out = new Array(requests.length);
+let next = 0;
+async function worker() {
+  while (next < requests.length) {
+    const i = next++;
+    const q = requests[i];
+    const headers = {};
+    if (q.token) headers.authorization = 'Bearer ' + token;
+    let body;
+    if (q.body !== undefined) {
+      headers['content-type'] = q.contentType ?? 'application/json';
+      body = typeof q.body === 'string' ? q.body : JSON.stringify(q.body);
+    }
+    const t0 = performance.now();
+    try {
+      const res = await fetch(base + q.path, { method: q.method, headers, body });
+      const text = await res.text();
+      out[i] = { status: res.status, body: text, ms: performance.now() - t0 };
+    } catch (e) {
+      out[i] = { status: 0, body: String(e), ms: performance.now() - t0 };
+    }
+  }
+}
+await Promise.all(Array.from({ length: concurrency }, worker));
+process.stdout.write(JSON.stringify(out));
+`;
+
+describeKernel(
+  'REST API of the real agent on a veth (PUT under traffic, counters, concurrent writes, metrics, restart)',
+  () => {
+    let topo: Topology;
+    let agent: AgentProcess;
+    let reader: PinnedReader;
+    const pinDir = testPinDir('api');
+    const policy = new PolicyDir();
+    const tokenFile = join(policy.dir, 'token');
+
+    /** Send requests from inside nsB, `concurrency` at a time. */
+    const call = (requests: Request[], concurrency = 1): Promise<Response[]> =>
+      new Promise((resolve, reject) => {
+        const argv = nsEnterArgv(topo.nsB, [process.execPath, '--input-type=module', '-e', CLIENT]);
+        const child = spawn(argv[0]!, argv.slice(1), { stdio: ['pipe', 'pipe', 'pipe'] });
+        let stdout = '';
+        let stderr = '';
+        child.stdout.setEncoding('utf8').on('data', (d: string) => (stdout += d));
+        child.stderr.setEncoding('utf8').on('data', (d: string) => (stderr += d));
+        child.on('close', (code) => (code === 0 ? resolve(JSON.parse(stdout) as Response[]) : reject(new Error(`API client exited ${code}: ${stderr}`))));
+        const token = readFileSync(tokenFile, 'utf8').trim();
+        child.stdin.end(JSON.stringify({ requests, concurrency, token, base: API }));
+      });
+    const one = async (request: Request): Promise<{ status: number; json: any; body: string }> => {
+      const [r] = await call([request]);
+      let json: unknown;
+      try {
+        json = JSON.parse(r!.body);
+      } catch {
+        json = undefined;
+      }
+      return { status: r!.status, json, body: r!.body };
+    };
+    const udp = (bitrate: number, seconds = 3) =>
+      runIperf({ nsClient: topo.nsA, nsServer: topo.nsB, serverIp: topo.ipB, port: 5201, udp: true, bitrate, length: LEN, seconds, intervalSeconds: 0.5 });
+
+    beforeAll(async () => {
+      removePins(pinDir);
+      topo = await createTopology('apie');
+      policy.write(`# API e2e policy: this comment must survive API writes
+pinDir: ${pinDir}
+interfaces:
+  - name: ${topo.ifB}
+api:
+  listen: 127.0.0.1:9180
+  tokenFile: ${tokenFile}
+rules:
+  - name: udp   # the iperf3 port
+    port: 5201
+    protocol: udp
+    direction: ingress
+    rate: 100mbit
+    burst: 10ms
+`);
+      agent = AgentProcess.start(topo.nsB, policy.path);
+      await agent.waitFor((r) => r.msg === 'API listening');
+      reader = new PinnedReader(pinDir);
+    });
+    afterAll(async () => {
+      await agent?.kill();
+      reader?.close();
+      await run(process.execPath, [CLI, 'detach', '--pin-dir', pinDir, '--purge'], { allowFailure: true });
+      removePins(pinDir);
+      policy.remove();
+      await topo?.destroy();
+    });
+
+    it('creates the token file (0600), answers health and readiness, refuses writes without the token', async () => {
+      expect(readFileSync(tokenFile, 'utf8').trim()).toMatch(/^[0-9a-f]{64}$/);
+      expect((await import('node:fs')).statSync(tokenFile).mode & 0o777, 'token file mode').toBe(0o600);
+      expect((await one({ method: 'GET', path: '/healthz' })).status).toBe(200);
+      const ready = await one({ method: 'GET', path: '/readyz' });
+      expect(ready.status, ready.body).toBe(200);
+      expect(ready.json.interfaces[0]).toMatchObject({ name: topo.ifB, ingress: true, egress: true, registered: true });
+      const denied = await one({ method: 'PUT', path: '/v1/rules/udp', body: { port: 5201, rate: '1mbit' } });
+      expect(denied.status).toBe(401);
+      expect(reader.rule(reader.slotOf('udp/ingress')!).rate_bps, 'refused write changed nothing').toBe(100_000_000n);
+    });
+
+    it('PUT a lower rate during traffic: in force in the kernel before the response, delivered rate follows', async () => {
+      const slot = reader.slotOf('udp/ingress')!;
+      const idle = reader.counts(slot).pass_pkts;
+      const traffic = udp(200 * MBIT, 5);
+      // Time zero is when packets start to pass (iperf3's clock starts about then, after its server is up).
+      while (reader.counts(slot).pass_pkts === idle) await new Promise((r) => setTimeout(r, 5));
+      const zero = performance.now();
+      await new Promise((r) => setTimeout(r, 1000));
+      const put = await one({ method: 'PUT', path: '/v1/rules/udp', token: true, body: { port: 5201, protocol: 'udp', direction: 'ingress', rate: '30mbit', burst: '10ms' } });
+      const putAt = (performance.now() - zero) / 1000;
+      const rateRightAfter = reader.rule(slot).rate_bps;
+      expect(put.status, put.body).toBe(200);
+      expect(rateRightAfter, 'ps_rules holds the new rate when the response arrives').toBe(30_000_000n);
+      expect(reader.slotOf('udp/ingress'), 'same bucket (credit and counters kept)').toBe(slot);
+      const r = await traffic;
+      // Every full half second after the response is at the new rate (the last interval may be cut short).
+      const after = r.intervals.filter((i) => i.start >= putAt + 0.1).slice(0, -1);
+      expect(after.length, `intervals after the PUT at ${putAt.toFixed(2)} s`).toBeGreaterThanOrEqual(2);
+      const last = after.map((i) => ((i.bytes / LEN) * udpWireBytes(LEN) * 8) / (i.end - i.start) / (30 * MBIT));
+      expect(Math.max(...last), `delivered/30mbit per 0.5 s: ${last.map((x) => x.toFixed(3)).join(' ')}`).toBeLessThan(1.06);
+      expect(Math.min(...last)).toBeGreaterThan(0.9);
+      const text = readFileSync(policy.path, 'utf8');
+      expect(text, 'persisted with comments').toContain('# API e2e policy: this comment must survive API writes');
+      expect(text).toContain('# the iperf3 port');
+      expect(parse(text).rules[0].rate).toBe('30mbit');
+    });
+
+    it('counters in GET /v1/rules grow with traffic and equal the pinned maps', async () => {
+      const slot = reader.slotOf('udp/ingress')!;
+      const before = (await one({ method: 'GET', path: '/v1/rules' })).json.rules[0].counters.ingress;
+      const r = await udp(60 * MBIT, 2);
+      expect(udpWireBitsPerSecond(r) / (30 * MBIT)).toBeLessThan(1.05);
+      await new Promise((res) => setTimeout(res, 200));
+      const after = (await one({ method: 'GET', path: '/v1/rules/udp' })).json;
+      const pinned = reader.counts(slot);
+      expect(after.counters.ingress.passedPackets).toBeGreaterThan(before.passedPackets);
+      expect(after.counters.ingress.droppedPackets).toBeGreaterThan(before.droppedPackets);
+      expect(after.counters.ingress).toMatchObject({
+        passedPackets: Number(pinned.pass_pkts),
+        passedBytes: Number(pinned.pass_bytes),
+        droppedPackets: Number(pinned.drop_pkts),
+        droppedBytes: Number(pinned.drop_bytes),
+      });
+      const port = await one({ method: 'GET', path: '/v1/ports/5201' });
+      expect(port.json.rules.map((x: { name: string }) => x.name)).toEqual(['udp']);
+    });
+
+    it('200 concurrent writes converge: the file, the kernel and GET agree', async () => {
+      const names = Array.from({ length: 40 }, (_, i) => `c${i}`);
+      const requests: Request[] = Array.from({ length: 200 }, (_, i) => {
+        const k = i % names.length;
+        return { method: 'PUT', path: `/v1/rules/${names[k]}`, token: true, body: { port: 7000 + k, protocol: 'tcp', direction: 'egress', rate: `${1 + ((i * 7) % 90)}mbit` } };
+      });
+      const t0 = performance.now();
+      const responses = await call(requests, 200);
+      console.info(`200 concurrent PUTs: ${(performance.now() - t0).toFixed(0)} ms in all`);
+      expect(responses.filter((r) => r.status !== 200 && r.status !== 201).map((r) => r.body)).toEqual([]);
+      const got = (await one({ method: 'GET', path: '/v1/rules' })).json.rules as { name: string; rateBitsPerSecond: number }[];
+      const file = parse(readFileSync(policy.path, 'utf8')) as { rules: { name: string; rate: string }[] };
+      for (const name of names) {
+        const viaGet = got.find((r) => r.name === name)?.rateBitsPerSecond;
+        const inFile = file.rules.find((r) => r.name === name)?.rate;
+        const slot = reader.slotOf(`${name}/egress`);
+        expect(slot, `bucket ${name}/egress exists`).toBeGreaterThan(0);
+        const inKernel = Number(reader.rule(slot!).rate_bps);
+        expect(inFile, `${name} in the file`).toBe(`${viaGet! / MBIT}mbit`);
+        expect(inKernel, `${name} in ps_rules`).toBe(viaGet);
+      }
+      expect(file.rules.length).toBe(1 + names.length);
+      // Cleanup through the API: DELETE removes them from the kernel too.
+      const deleted = await call(names.map((n) => ({ method: 'DELETE', path: `/v1/rules/${n}`, token: true })), 20);
+      expect(deleted.map((r) => r.status)).toEqual(names.map(() => 204));
+      expect(reader.slotOf('c0/egress'), 'deleted bucket gone from ps_rules').toBeUndefined();
+    });
+
+    it('an overlapping rule is refused with 409, an invalid one with 400; nothing changes', async () => {
+      const before = readFileSync(policy.path, 'utf8');
+      const overlap = await one({ method: 'PUT', path: '/v1/rules/clash', token: true, body: { port: '5200-5202', protocol: 'udp', direction: 'ingress', rate: '1mbit' } });
+      expect(overlap.status, overlap.body).toBe(409);
+      expect(overlap.json.errors[0].field).toBe('port');
+      const bad = await one({ method: 'PATCH', path: '/v1/rules/udp', token: true, body: { rate: '10mbps' } });
+      expect(bad.status, bad.body).toBe(400);
+      expect(bad.json.errors[0]).toMatchObject({ field: 'rate' });
+      expect(bad.json.errors[0].reason).toMatch(/megabytes/);
+      expect(readFileSync(policy.path, 'utf8')).toBe(before);
+    });
+
+    it('GET /metrics passes promtool check metrics', async () => {
+      const promtool = which('promtool');
+      if (!promtool) {
+        if (isCI()) throw new Error('promtool missing (Debian package prometheus; make setup installs it)');
+        console.warn('promtool missing (Debian package prometheus): metrics not checked');
+        return;
+      }
+      const metrics = await one({ method: 'GET', path: '/metrics' });
+      expect(metrics.status).toBe(200);
+      expect(metrics.body).toMatch(/^portshaper_packets_total\{rule="udp",port="5201",protocol="udp",direction="ingress",verdict="drop"\} [1-9]/m);
+      const file = join(policy.dir, 'metrics.txt');
+      writeFileSync(file, metrics.body);
+      const checked = await run('sh', ['-c', `${promtool} check metrics < ${file}`], { allowFailure: true });
+      expect(checked.code, `promtool: ${checked.stdout}${checked.stderr}`).toBe(0);
+    });
+
+    it('an API change survives a restart (the file is the source of truth)', async () => {
+      const changed = await one({ method: 'PATCH', path: '/v1/rules/udp', token: true, body: { rate: '40mbit' }, contentType: 'application/merge-patch+json' });
+      expect(changed.status, changed.body).toBe(200);
+      agent.signal('SIGTERM');
+      expect((await agent.exited).code).toBe(0);
+      agent = AgentProcess.start(topo.nsB, policy.path);
+      await agent.waitFor((r) => r.msg === 'API listening');
+      const rule = await one({ method: 'GET', path: '/v1/rules/udp' });
+      expect(rule.json.rateBitsPerSecond).toBe(40 * MBIT);
+      expect(reader.rule(reader.slotOf('udp/ingress')!).rate_bps).toBe(40_000_000n);
+      const r = await udp(100 * MBIT, 2);
+      expect(udpWireBitsPerSecond(r) / (40 * MBIT)).toBeLessThan(1.05);
+      expect(udpWireBitsPerSecond(r) / (40 * MBIT)).toBeGreaterThan(0.95);
+    });
+  },
+  { tools: ['nsenter'] },
+);
