@@ -175,6 +175,11 @@ function accuracySection(a: AccuracyResult, tcpChart: string): string {
       a.tcp.map((t) => [t.limiter, mbit(t.rateBps), `${t.burstNs / 1e6} ms`, cell(t.whole), cell(t.firstSecond), cell(t.steady), cell(t.retransmits, 0)]),
     ),
     '',
+    'A policer whose bucket starts full may pass rate × (1 s + burst) in the first second: up to 1.3× with a 300 ms ' +
+      'burst, 1.01× with 10 ms. The first-second target (≤ 1.05×) and the 300 ms burst TCP needs are therefore in ' +
+      "tension; what portshaper's first second shows is how much of the start credit TCP's slow start actually uses. " +
+      'nftables adds a whole second of credit on top of its burst (nft_limit), hence its ~2× first second.',
+    '',
     `![TCP goodput per second](${tcpChart})`,
     '',
     '### UDP offered at 2× the rate',
@@ -320,6 +325,7 @@ function tcpPerSecondChart(a: AccuracyResult): string {
   return lineChart({
     title: `TCP goodput per second, one port limited to ${mbit(rate)} Mbit/s`,
     xLabel: 'second of the run',
+    xMinStep: 1,
     yLabel: 'goodput, Mbit/s',
     series: [
       ...rows.map((t) => ({ name: t.limiter, points: t.perSecondBps.map((b, i): [number, number] => [i + 1, b / 1e6]) })),

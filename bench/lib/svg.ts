@@ -17,6 +17,8 @@ export interface ChartSpec {
   yLabel: string;
   xLog?: boolean;
   yLog?: boolean;
+  /** Smallest tick step on a linear x axis (1 for whole seconds). */
+  xMinStep?: number;
   /** Forced y range (otherwise from the data, starting at 0 on linear axes). */
   yMin?: number;
   yMax?: number;
@@ -32,11 +34,11 @@ const esc = (s: string) => s.replace(/&/g, '&amp;').replace(/</g, '&lt;').replac
 const fmt = (v: number) => (Math.abs(v) >= 1000 ? v.toLocaleString('en-US', { maximumFractionDigits: 0 }) : String(Number(v.toPrecision(3))));
 
 /** Round-number ticks covering [lo, hi]. */
-function linearTicks(lo: number, hi: number): number[] {
+function linearTicks(lo: number, hi: number, minStep = 0): number[] {
   const span = hi - lo || 1;
   const raw = span / 5;
   const mag = 10 ** Math.floor(Math.log10(raw));
-  const step = [1, 2, 5, 10].map((m) => m * mag).find((s) => span / s <= 6) ?? 10 * mag;
+  const step = Math.max(minStep, [1, 2, 5, 10].map((m) => m * mag).find((s) => span / s <= 6) ?? 10 * mag);
   const ticks: number[] = [];
   for (let t = Math.ceil(lo / step) * step; t <= hi + step * 1e-9; t += step) ticks.push(Number(t.toPrecision(12)));
   return ticks;
@@ -71,7 +73,7 @@ export function lineChart(spec: ChartSpec): string {
     `<rect width="${W}" height="${H}" fill="white"/>`,
     `<text x="${W / 2}" y="22" text-anchor="middle" font-size="15">${esc(spec.title)}</text>`,
   ];
-  const xt = spec.xLog ? logTicks(x0, x1) : linearTicks(x0, x1);
+  const xt = spec.xLog ? logTicks(x0, x1) : linearTicks(x0, x1, spec.xMinStep);
   const yt = spec.yLog ? logTicks(y0, y1) : linearTicks(y0, y1);
   for (const t of xt) {
     out.push(`<line x1="${px(t)}" y1="${M.top}" x2="${px(t)}" y2="${H - M.bottom}" stroke="#ddd"/>`);

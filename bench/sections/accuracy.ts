@@ -65,7 +65,7 @@ export interface AccuracyResult {
 /** Measure every limiter at every rate. */
 export async function runAccuracy(ctx: BenchContext): Promise<AccuracyResult> {
   const rates = ctx.quick ? [100 * MBIT] : [10 * MBIT, 100 * MBIT, 1000 * MBIT];
-  const tcpSeconds = ctx.quick ? 3 : 5;
+  const tcpSeconds = ctx.quick ? 3 : 4;
   const udpSeconds = ctx.quick ? 2 : 3;
   const limiters = allLimiters(ctx);
 
