@@ -7,7 +7,11 @@
  */
 import { PortshaperError, PolicyError } from '../errors.js';
 import { runAgent } from './agent.js';
+import { ApiUnreachable } from './client.js';
 import { runDetach } from './detach.js';
+import { runRm } from './rm.js';
+import { runSet } from './set.js';
+import { runStatus } from './status.js';
 import { UsageError } from './args.js';
 import { runValidate } from './validate.js';
 
@@ -21,6 +25,9 @@ Commands:
   agent --policy FILE     run the node agent in the foreground (enforce, reload, watch)
   validate FILE...        check policy files; print file:line:column errors
   detach                  remove portshaper's filters from every interface it attached to
+  status                  rules of the running agent: rates configured and measured, drops
+  set NAME --rate R       change (or, with --port, create) a rule through the agent's API
+  rm NAME                 remove a rule through the agent's API
 
 Run "portshaper <command> --help" for a command's options.
 
@@ -36,6 +43,9 @@ const COMMANDS: Record<string, (argv: string[]) => Promise<number>> = {
   agent: runAgent,
   validate: runValidate,
   detach: runDetach,
+  status: runStatus,
+  set: runSet,
+  rm: runRm,
 };
 
 /** Map an error to the documented exit code and print it for a human. */
@@ -43,6 +53,10 @@ export function reportError(err: unknown): number {
   if (err instanceof UsageError) {
     process.stderr.write(`portshaper: ${err.message}\n`);
     return 1;
+  }
+  if (err instanceof ApiUnreachable) {
+    process.stderr.write(`portshaper: ${err.message}\n`);
+    return 2;
   }
   if (err instanceof PolicyError) {
     process.stderr.write(`${err.message}\n`);

@@ -253,6 +253,34 @@ rules:
       expect(checked.code, `promtool: ${checked.stdout}${checked.stderr}`).toBe(0);
     });
 
+    it('CLI: set, status and rm through the API (human and --json); help; exit 2 when the agent is unreachable', async () => {
+      const cli = (args: string[]) => run(nsEnterArgv(topo.nsB, [process.execPath])[0]!, [...nsEnterArgv(topo.nsB, [process.execPath]).slice(1), CLI, ...args, '--policy', policy.path], { allowFailure: true });
+      for (const cmd of ['status', 'set', 'rm']) {
+        const help = await run(process.execPath, [CLI, cmd, '--help']);
+        expect(help.stdout, `${cmd} --help`).toMatch(/^Usage: portshaper/);
+      }
+      const created = await cli(['set', 'cli', '--port', '7100', '--protocol', 'tcp', '--direction', 'egress', '--rate', '3mbit']);
+      expect(created.code, created.stderr).toBe(0);
+      expect(created.stdout).toMatch(/^created cli: port 7100 tcp egress, rate 3mbit/);
+      expect(reader.rule(reader.slotOf('cli/egress')!).rate_bps).toBe(3_000_000n);
+      const changed = await cli(['set', 'cli', '--rate', '4mbit', '--json']);
+      expect(JSON.parse(changed.stdout).rateBitsPerSecond).toBe(4_000_000);
+      const refused = await cli(['set', 'cli', '--rate', '4mbps']);
+      expect(refused.code).toBe(1);
+      expect(refused.stderr).toMatch(/rate: ambiguous unit "mbps"/);
+      const status = await cli(['status']);
+      expect(status.code, status.stderr).toBe(0);
+      expect(status.stdout).toMatch(/^RULE +PORT +PROTO +DIR +MODE +RATE +MEASURED +DROPPED PKTS +DROPPING$/m);
+      expect(status.stdout).toMatch(/^cli +7100 +tcp +egress +enforce +4mbit /m);
+      expect(JSON.parse((await cli(['status', '--json'])).stdout).rules.map((r: { name: string }) => r.name)).toEqual(['udp', 'cli']);
+      expect((await cli(['rm', 'cli'])).code).toBe(0);
+      expect(reader.slotOf('cli/egress')).toBeUndefined();
+      expect((await cli(['rm', 'cli'])).code, 'rm of a missing rule').toBe(1);
+      const unreachable = await cli(['status', '--api', 'http://127.0.0.1:19999']);
+      expect(unreachable.code).toBe(2);
+      expect(unreachable.stderr).toMatch(/cannot reach the agent's API at http:\/\/127.0.0.1:19999 \(ECONNREFUSED\)/);
+    });
+
     it('an API change survives a restart (the file is the source of truth)', async () => {
       const changed = await one({ method: 'PATCH', path: '/v1/rules/udp', token: true, body: { rate: '40mbit' }, contentType: 'application/merge-patch+json' });
       expect(changed.status, changed.body).toBe(200);
