@@ -137,7 +137,7 @@ static __always_inline int ps_classify(struct __sk_buff *skb, const __u32 dir)
 	struct ps_bucket *bucket;
 	struct ps_rule *rule;
 	struct ps_pkt pkt = {};
-	__u32 linear, slot, row;
+	__u32 slot, row;
 	__u64 wire, cost;
 	int kind;
 
@@ -148,14 +148,15 @@ static __always_inline int ps_classify(struct __sk_buff *skb, const __u32 dir)
 	}
 	row = ifc->stats_row;
 
-	/* Headers split between the linear area and fragments are rare; pull
-	 * just enough to parse rather than parse with bpf_skb_load_bytes()
-	 * on every packet. */
-	linear = skb->data_end - skb->data;
-	if (linear < skb->len && linear < PS_PARSE_PULL)
-		bpf_skb_pull_data(skb, skb->len < PS_PARSE_PULL ? skb->len : PS_PARSE_PULL);
-
 	kind = ps_parse(skb, &pkt);
+	/* Headers split between the linear area and paged fragments are rare:
+	 * only then pull enough to parse, and parse again. (Comparing data_end
+	 * with data up front would be pointer arithmetic, which the verifier
+	 * allows only with CAP_PERFMON.) */
+	if (kind == PS_G_UNPARSED && skb->len > sizeof(struct ethhdr)) {
+		bpf_skb_pull_data(skb, skb->len < PS_PARSE_PULL ? skb->len : PS_PARSE_PULL);
+		kind = ps_parse(skb, &pkt);
+	}
 	if (kind != PS_G_MATCHED || ifc->profile >= PS_MAX_PROFILES) {
 		ps_count_global(row, dir, kind, skb->len);
 		return PS_PASS;

@@ -75,8 +75,8 @@ export class InterfaceNotFoundError extends PortshaperError {
 /** The process lacks the privileges to load BPF programs or change tc. */
 export class PermissionError extends PortshaperError {
   constructor(operation: string) {
-    super('PS_PERMISSION', `${operation} needs root or CAP_BPF + CAP_NET_ADMIN`, {
-      hint: 'run as root (sudo) or grant the capabilities, e.g. in the systemd unit AmbientCapabilities=CAP_BPF CAP_NET_ADMIN',
+    super('PS_PERMISSION', `${operation} needs root or CAP_BPF + CAP_PERFMON + CAP_NET_ADMIN`, {
+      hint: 'run as root (sudo) or grant the capabilities, e.g. in the systemd unit AmbientCapabilities=CAP_BPF CAP_PERFMON CAP_NET_ADMIN',
     });
   }
 }

@@ -14,7 +14,7 @@ export const AGENT_HELP = `Usage: portshaper agent [--policy FILE] [options]
 Run the node agent in the foreground: load the policy, attach the eBPF
 shaper to its interfaces and enforce it; reload on SIGHUP and when the file
 changes (an invalid policy is rejected whole, the running one stays); re-attach
-interfaces that disappear and come back. Needs root, or CAP_BPF + CAP_NET_ADMIN.
+interfaces that disappear and come back. Needs root, or CAP_BPF + CAP_PERFMON + CAP_NET_ADMIN.
 
 On SIGTERM/SIGINT the agent exits and the data plane KEEPS ENFORCING (an edge
 host must not lose its limits because the agent stopped); a new agent adopts

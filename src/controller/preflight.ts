@@ -9,6 +9,7 @@ import { PermissionError, PortshaperError } from '../errors.js';
 
 const CAP_NET_ADMIN = 12;
 const CAP_SYS_ADMIN = 21;
+const CAP_PERFMON = 38;
 const CAP_BPF = 39;
 
 /** Effective capabilities of this process, from /proc/self/status. */
@@ -50,7 +51,9 @@ export function preflight(operation: string): string[] {
     warnings.push('the kernel exposes no BTF (/sys/kernel/btf/vmlinux); if loading fails, use a kernel built with CONFIG_DEBUG_INFO_BTF');
   }
   const caps = effectiveCapabilities();
-  const bpfOk = has(caps, CAP_BPF) || has(caps, CAP_SYS_ADMIN);
+  // Without CAP_PERFMON the verifier applies its Spectre v1 restrictions to
+  // pointer arithmetic, and our packet parser is refused (measured on 6.18).
+  const bpfOk = has(caps, CAP_SYS_ADMIN) || (has(caps, CAP_BPF) && has(caps, CAP_PERFMON));
   if (!bpfOk || !has(caps, CAP_NET_ADMIN)) throw new PermissionError(operation);
   return warnings;
 }

@@ -120,6 +120,7 @@ const fn = {
   bpf_tc_attach: lib.func('int bpf_tc_attach(bpf_tc_hook *hook, _Inout_ bpf_tc_opts *opts)'),
   bpf_tc_detach: lib.func('int bpf_tc_detach(bpf_tc_hook *hook, bpf_tc_opts *opts)'),
   bpf_tc_query: lib.func('int bpf_tc_query(bpf_tc_hook *hook, _Inout_ bpf_tc_opts *opts)'),
+  bpf_obj_get_info_by_fd: lib.func('int bpf_obj_get_info_by_fd(int fd, void *info, void *info_len)'),
   bpf_prog_test_run_opts: lib.func('int bpf_prog_test_run_opts(int prog_fd, _Inout_ bpf_test_run_opts *opts)'),
 };
 
@@ -166,7 +167,7 @@ function hintFor(operation: string, errno: number): string | undefined {
   switch (errnoName(errno)) {
     case 'EPERM':
     case 'EACCES':
-      return 'needs root or CAP_BPF + CAP_NET_ADMIN (and CAP_SYS_ADMIN for bpffs mounts)';
+      return 'needs root or CAP_BPF + CAP_PERFMON + CAP_NET_ADMIN (and CAP_SYS_ADMIN for bpffs mounts)';
     case 'ENODEV':
       return 'the interface disappeared; check "ip -br link"';
     case 'EINVAL':
@@ -270,6 +271,24 @@ export function mapFd(map: BpfMap): number {
 /** The fd of a loaded program. */
 export function programFd(prog: BpfProgram): number {
   return check('bpf_program__fd', fn.bpf_program__fd(prog) as number);
+}
+
+/** Shape of a map as the kernel reports it (struct bpf_map_info). */
+export interface MapInfo {
+  type: number;
+  keySize: number;
+  valueSize: number;
+  maxEntries: number;
+}
+
+/** Ask the kernel for a map's type and sizes (to check a pin before reading it). */
+export function mapInfo(fd: number, what: string): MapInfo {
+  const info = Buffer.alloc(96);
+  const len = Buffer.alloc(4);
+  len.writeUInt32LE(info.length);
+  check(`get info of ${what}`, fn.bpf_obj_get_info_by_fd(fd, info, len) as number);
+  // struct bpf_map_info: type, id, key_size, value_size, max_entries (u32 each)
+  return { type: info.readUInt32LE(0), keySize: info.readUInt32LE(8), valueSize: info.readUInt32LE(12), maxEntries: info.readUInt32LE(16) };
 }
 
 /** Open a pinned object (map or program) by its bpffs path; the caller closes the fd. */

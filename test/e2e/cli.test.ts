@@ -59,7 +59,7 @@ describeKernel('portshaper agent without privileges', () => {
       '--',
     ]);
     expect(r.code, r.stderr).toBe(2);
-    expect(r.stderr).toMatch(/needs root or CAP_BPF \+ CAP_NET_ADMIN/);
+    expect(r.stderr).toMatch(/needs root or CAP_BPF \+ CAP_PERFMON \+ CAP_NET_ADMIN/);
     expect(r.stderr).toMatch(/PS_PERMISSION/);
   });
 });
