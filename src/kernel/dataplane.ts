@@ -22,6 +22,7 @@ import {
   loadObject,
   lookupElem,
   mapFd,
+  mapInfo,
   type MappedMap,
   mmapMap,
   mountBpffs,
@@ -104,13 +105,27 @@ export function ensureBpffs(dir: string): void {
   mkdirSync(dir, { recursive: true });
 }
 
+/**
+ * Open a pinned map of ours, after checking with the kernel that its key and
+ * value sizes are the ones this build reads: a pin from another layout must
+ * be refused, never read into a buffer sized for ours.
+ */
+function openPinnedMap(pinDir: string, name: MapName, valueSize: number): number {
+  const fd = objGet(join(pinDir, name));
+  const info = mapInfo(fd, join(pinDir, name));
+  if (info.keySize !== 4 || info.valueSize !== valueSize) {
+    closeFd(fd);
+    throw new PinLayoutError(pinDir, `unknown (${name} has ${info.keySize}-byte keys and ${info.valueSize}-byte values)`, PS.PS_LAYOUT_VERSION);
+  }
+  return fd;
+}
+
 /** Read the layout record of existing pins: null if there are none. */
 function readPinnedMeta(pinDir: string): PsMeta | null {
-  const path = join(pinDir, 'ps_meta');
-  if (!existsSync(path)) return null;
-  const fd = objGet(path);
+  if (!existsSync(join(pinDir, 'ps_meta'))) return null;
+  const fd = openPinnedMap(pinDir, 'ps_meta', psMeta.size);
   try {
-    const value = Buffer.alloc(64);
+    const value = Buffer.alloc(psMeta.size);
     if (!lookupElem(fd, u32(0), value, 'ps_meta[0]')) return null;
     return psMeta.decode(value);
   } finally {
@@ -320,9 +335,8 @@ export class DataPlane {
  * detached. Interfaces are looked up in the calling network namespace.
  */
 export function detachPinned(pinDir: string): number[] {
-  const path = join(pinDir, 'ps_ifaces');
-  if (!existsSync(path)) return [];
-  const ifaces = new U32Map(objGet(path), { name: 'ps_ifaces', valueSize: psIface.size, perCpu: false, cpus: 1, maxEntries: PS.PS_MAX_IFACES });
+  if (!existsSync(join(pinDir, 'ps_ifaces'))) return [];
+  const ifaces = new U32Map(openPinnedMap(pinDir, 'ps_ifaces', psIface.size), { name: 'ps_ifaces', valueSize: psIface.size, perCpu: false, cpus: 1, maxEntries: PS.PS_MAX_IFACES });
   try {
     const { keys, count } = ifaces.readAll();
     const done: number[] = [];

@@ -114,6 +114,18 @@ describeKernel('attach on tc clsact (veth in a private namespace)', () => {
     }
   });
 
+  it('refuses a pinned map whose value size is not ours, without reading it', async () => {
+    const otherDir = testPinDir('attach-size');
+    removePins(otherDir);
+    await run('mkdir', ['-p', otherDir]);
+    await run('bpftool', ['map', 'create', `${otherDir}/ps_meta`, 'type', 'array', 'key', '4', 'value', '8', 'entries', '1', 'name', 'ps_meta']);
+    try {
+      expect(() => DataPlane.open({ pinDir: otherDir })).toThrow(/ps_meta has 4-byte keys and 8-byte values/);
+    } finally {
+      removePins(otherDir);
+    }
+  });
+
   it('refuses pins of another layout version with a clear error', () => {
     const otherDir = testPinDir('attach-old');
     removePins(otherDir);
