@@ -4,7 +4,7 @@
  * whole policy). Route tests use a fake of ShaperService; the agent runs
  * AgentService, the only API code that touches the Agent or the kernel.
  *
- * A write, all-or-nothing, one at a time through agent.serialize():
+ * A write, all-or-nothing, through agent.serialize() (concurrent ones in one batch):
  * edit the file's text (yaml Document API) → validate it exactly as the file
  * is validated → apply it to the kernel (in force before the response) →
  * write the file atomically → respond. If the file cannot be written the
@@ -30,7 +30,7 @@ import { readCounters, readGlobal } from '../kernel/counters.js';
 import type { DesiredState, Direction } from '../kernel/desired.js';
 import { zeroCounters, type PsCounters } from '../kernel/layout.js';
 import { formatRate, type ApiSettings, type PolicyRule, type ValidPolicy } from '../policy/index.js';
-import { hashText, type Agent } from './agent.js';
+import { hashText, type Agent, type ApplyResult } from './agent.js';
 import { deleteRuleText, patchRuleText, putRuleText, writeFileAtomic } from './persist.js';
 
 /** What the REST API needs from the agent. */
@@ -65,6 +65,19 @@ interface Sample {
   values: Float64Array;
 }
 
+/** A write's change to the policy text; `index` is the rule it edits, for field names in errors. */
+type Edit = (base: { text: string; policy: ValidPolicy }) => { text: string; index?: number };
+
+/** A write waiting for its batch. */
+interface PendingWrite {
+  reason: string;
+  requestId: string;
+  edit: Edit;
+  resolve(view: ApplyView): void;
+  reject(err: unknown): void;
+}
+
+
 /** Per-rule index of the current plan: the buckets (key, direction) of each rule. */
 type BucketIndex = Map<string, { key: string; direction: Direction }[]>;
 
@@ -74,6 +87,7 @@ export class AgentService implements ShaperService {
   private samples: Sample[] = [];
   private timer: NodeJS.Timeout | undefined;
   private indexed: { desired: DesiredState; index: BucketIndex } | undefined;
+  private pending: PendingWrite[] = [];
 
   constructor(
     private readonly agent: Agent,
@@ -188,43 +202,71 @@ export class AgentService implements ShaperService {
   }
 
   /**
-   * Run one write: edit the policy text, validate, apply, persist. Expected
-   * failures (4xx) are returned out of the serialized task so the agent does
-   * not log them as failed tasks.
+   * Queue one write. Writes that arrive while another is being applied are
+   * applied together (group commit): each edit is validated on top of the
+   * previous ones and refused alone if it fails; the accepted ones go to the
+   * kernel in one apply and to the file in one write, and are answered
+   * together. A burst of concurrent writes thus costs a few applies, not one each.
    */
-  private async write(reason: string, requestId: string, edit: (base: { text: string; policy: ValidPolicy }) => { text: string; index?: number }): Promise<ApplyView> {
-    const outcome = await this.agent.serialize(async () => {
-      try {
-        return { ok: this.writeNow(reason, requestId, edit) };
-      } catch (err) {
-        if (err instanceof PortshaperError && !(err instanceof PersistError)) return { err };
-        throw err;
-      }
+  private write(reason: string, requestId: string, edit: Edit): Promise<ApplyView> {
+    return new Promise<ApplyView>((resolve, reject) => {
+      this.pending.push({ reason, requestId, edit, resolve, reject });
+      // The first write of a batch schedules its flush; later ones join until it starts. setImmediate
+      // runs after the event loop has read every request that has arrived, so they all join.
+      if (this.pending.length === 1) setImmediate(() => void this.agent.serialize(async () => this.flush()));
     });
-    if ('err' in outcome) throw outcome.err;
-    return outcome.ok;
   }
 
-  private writeNow(reason: string, requestId: string, edit: (base: { text: string; policy: ValidPolicy }) => { text: string; index?: number }): ApplyView {
+  private flush(): void {
+    const batch = this.pending;
+    this.pending = [];
     const path = this.agent.policyPath;
-    const { text, index } = edit(this.base());
-    let validated;
+    let base: { text: string; policy: ValidPolicy };
     try {
-      validated = this.agent.validateText(text);
+      base = this.base();
     } catch (err) {
-      if (!(err instanceof PolicyError)) throw err;
-      throw changeError(err.diagnostics, index);
+      for (const w of batch) w.reject(err);
+      return;
     }
+    let { text, policy } = base;
+    let warnings: Diagnostic[] = [];
+    const accepted: PendingWrite[] = [];
+    for (const w of batch) {
+      try {
+        const next = w.edit({ text, policy });
+        try {
+          ({ policy, warnings } = this.agent.validateText(next.text));
+        } catch (err) {
+          throw err instanceof PolicyError ? changeError(err.diagnostics, next.index) : err;
+        }
+        text = next.text;
+        accepted.push(w);
+      } catch (err) {
+        w.reject(err);
+      }
+    }
+    if (!accepted.length) return;
+    const requests = accepted.map((w) => w.requestId);
+    const why = `API ${accepted.map((w) => w.reason).join(', ')}`;
     const previous = this.agent.state;
-    const result = this.agent.applyPolicy(validated.policy, hashText(text), `API ${reason} (request ${requestId})`);
+    let result: ApplyResult;
     try {
+      result = this.agent.applyPolicy(policy, hashText(text), why);
       writeFileAtomic(path, text);
     } catch (err) {
-      this.log.error({ requestId, file: path, err: String(err) }, 'cannot write the policy file; rolling the kernel back to the previous policy');
-      this.agent.applyPolicy(previous.policy, previous.hash, `rollback of request ${requestId}`);
-      throw new PersistError(path, err);
+      this.log.error({ requests, file: path, err: String(err) }, 'API change failed; rolling the kernel back to the previous policy');
+      let failure = err;
+      try {
+        this.agent.applyPolicy(previous.policy, previous.hash, `rollback of requests ${requests.join(', ')}`);
+        if (!(err instanceof PortshaperError)) failure = new PersistError(path, err);
+      } catch (rollback) {
+        this.log.error({ requests, err: String(rollback) }, 'rollback failed; the kernel may hold part of the change until the next reload');
+      }
+      for (const w of accepted) w.reject(failure);
+      return;
     }
-    return { applied: true, rules: validated.policy.rules.length, ms: result.ms, warnings: validated.warnings.map(formatDiagnostic) };
+    const view = { applied: true, rules: policy.rules.length, ms: result.ms, warnings: warnings.map(formatDiagnostic) };
+    for (const w of accepted) w.resolve(view);
   }
 
   /** The file to edit: the one in force, or an edited file that validates (its edits then go in with the change). */

@@ -37,19 +37,23 @@ interface Response {
   status: number;
   body: string;
   ms: number;
+  /** Wall-clock ms (performance.timeOrigin based) when the request started. */
+  at: number;
 }
 
 // Runs inside the namespace: reads {requests, concurrency, token} on stdin, prints the responses.
 const CLIENT = `
 let input = '';
 for await (const chunk of process.stdin) input += chunk;
-const { requests, concurrency, token, base } = JSON.parse(input);
-const out = new Array(requests.length);
+const { requests, concurrency, token, base, durationMs } = JSON.parse(input);
+// With durationMs: cycle through the requests until the time is up; print only counts and latencies.
+const until = durationMs ? performance.now() + durationMs : 0;
+const out = [];
 let next = 0;
 async function worker() {
-  while (next < requests.length) {
+  while (durationMs ? performance.now() < until : next < requests.length) {
     const i = next++;
-    const q = requests[i];
+    const q = requests[i % requests.length];
     const headers = {};
     if (q.token) headers.authorization = 'Bearer ' + token;
     let body;
@@ -58,12 +62,13 @@ async function worker() {
       body = typeof q.body === 'string' ? q.body : JSON.stringify(q.body);
     }
     const t0 = performance.now();
+    const at = performance.timeOrigin + t0;
     try {
       const res = await fetch(base + q.path, { method: q.method, headers, body });
       const text = await res.text();
-      out[i] = { status: res.status, body: text, ms: performance.now() - t0 };
+      out[i] = { status: res.status, body: durationMs ? '' : text, ms: performance.now() - t0, at };
     } catch (e) {
-      out[i] = { status: 0, body: String(e), ms: performance.now() - t0 };
+      out[i] = { status: 0, body: String(e), ms: performance.now() - t0, at };
     }
   }
 }
@@ -82,7 +87,7 @@ describeKernel(
     const tokenFile = join(policy.dir, 'token');
 
     /** Send requests from inside nsB, `concurrency` at a time. */
-    const call = (requests: Request[], concurrency = 1): Promise<Response[]> =>
+    const call = (requests: Request[], concurrency = 1, durationMs?: number): Promise<Response[]> =>
       new Promise((resolve, reject) => {
         const argv = nsEnterArgv(topo.nsB, [process.execPath, '--input-type=module', '-e', CLIENT]);
         const child = spawn(argv[0]!, argv.slice(1), { stdio: ['pipe', 'pipe', 'pipe'] });
@@ -92,7 +97,7 @@ describeKernel(
         child.stderr.setEncoding('utf8').on('data', (d: string) => (stderr += d));
         child.on('close', (code) => (code === 0 ? resolve(JSON.parse(stdout) as Response[]) : reject(new Error(`API client exited ${code}: ${stderr}`))));
         const token = readFileSync(tokenFile, 'utf8').trim();
-        child.stdin.end(JSON.stringify({ requests, concurrency, token, base: API }));
+        child.stdin.end(JSON.stringify({ requests, concurrency, token, base: API, durationMs }));
       });
     const one = async (request: Request): Promise<{ status: number; json: any; body: string }> => {
       const [r] = await call([request]);
@@ -203,9 +208,12 @@ rules:
         const k = i % names.length;
         return { method: 'PUT', path: `/v1/rules/${names[k]}`, token: true, body: { port: 7000 + k, protocol: 'tcp', direction: 'egress', rate: `${1 + ((i * 7) % 90)}mbit` } };
       });
+      const mark = agent.logs.length;
       const t0 = performance.now();
       const responses = await call(requests, 200);
-      console.info(`200 concurrent PUTs: ${(performance.now() - t0).toFixed(0)} ms in all`);
+      const applies = agent.logs.slice(mark).filter((r) => r.msg === 'policy applied').length;
+      const rtt = responses.map((r) => r.ms).sort((a, b) => a - b);
+      console.info(`200 concurrent PUTs: ${(performance.now() - t0).toFixed(0)} ms with the client's start, applied in ${applies} batches; response times ${rtt[0]!.toFixed(0)}..${rtt[199]!.toFixed(0)} ms`);
       expect(responses.filter((r) => r.status !== 200 && r.status !== 201).map((r) => r.body)).toEqual([]);
       const got = (await one({ method: 'GET', path: '/v1/rules' })).json.rules as { name: string; rateBitsPerSecond: number }[];
       const file = parse(readFileSync(policy.path, 'utf8')) as { rules: { name: string; rate: string }[] };
@@ -295,6 +303,54 @@ rules:
       expect(udpWireBitsPerSecond(r) / (40 * MBIT)).toBeLessThan(1.05);
       expect(udpWireBitsPerSecond(r) / (40 * MBIT)).toBeGreaterThan(0.95);
     });
+
+    // Numbers for the issue's closing note; minutes of work, so only on request: PS_API_MEASURE=1.
+    it.runIf(process.env.PS_API_MEASURE === '1')('measures: PUT → kernel latency, GET rps with 1,000 rules, RSS with 65,536 rules', async () => {
+      const slot = reader.slotOf('udp/ingress')!;
+      // 1. 1,000 PUTs one after another, each a new rate; this process watches ps_rules and stamps each change.
+      const n = 1000;
+      const rateOf = (i: number) => 20_000 + i; // kbit, all distinct
+      const puts: Request[] = Array.from({ length: n }, (_, i) => ({ method: 'PUT', path: '/v1/rules/udp', token: true, body: { port: 5201, protocol: 'udp', direction: 'ingress', rate: `${rateOf(i)}kbit`, burst: '10ms' } }));
+      const sent = call(puts, 1);
+      const seen = new Map<number, number>();
+      const last = BigInt(rateOf(n - 1) * 1000);
+      const deadline = Date.now() + 120_000;
+      for (let rate = reader.rule(slot).rate_bps; rate !== last && Date.now() < deadline; rate = reader.rule(slot).rate_bps) {
+        const kbit = Number(rate / 1000n) - 20_000;
+        if (kbit >= 0 && !seen.has(kbit)) seen.set(kbit, performance.timeOrigin + performance.now());
+        // Yield each round so the child's pipes are served.
+        await new Promise((r) => setImmediate(r));
+      }
+      seen.set(n - 1, performance.timeOrigin + performance.now());
+      const responses = await sent;
+      expect(responses.every((r) => r.status === 200)).toBe(true);
+      const inKernel = [...seen].map(([i, t]) => t - responses[i]!.at).sort((a, b) => a - b);
+      const roundTrip = responses.map((r) => r.ms).sort((a, b) => a - b);
+      const pct = (xs: number[], p: number) => xs[Math.min(xs.length - 1, Math.floor((xs.length * p) / 100))]!.toFixed(2);
+      console.info(`PUT → new rate in ps_rules over ${inKernel.length} of ${n} changes (others overwritten before a read): p50 ${pct(inKernel, 50)} ms, p99 ${pct(inKernel, 99)} ms; PUT round trip p50 ${pct(roundTrip, 50)} ms, p99 ${pct(roundTrip, 99)} ms`);
+
+      // 2. GET /v1/rules/{name} with 1,000 rules: 32 concurrent clients for 5 s.
+      const rules = (count: number) => Array.from({ length: count }, (_, i) => `  - name: r${i}\n    port: ${(i % 65535) + 1}\n    protocol: ${i < 65535 ? 'tcp' : 'udp'}\n    direction: ingress\n    rate: ${1 + (i % 100)}mbit\n`).join('');
+      const head = `pinDir: ${pinDir}\ninterfaces:\n  - name: ${topo.ifB}\napi:\n  listen: 127.0.0.1:9180\n  tokenFile: ${tokenFile}\nrules:\n`;
+      const thousand = await one({ method: 'PUT', path: '/v1/policy', token: true, body: head + rules(1000), contentType: 'application/yaml' });
+      expect(thousand.status, thousand.body).toBe(200);
+      const gets: Request[] = Array.from({ length: 1000 }, (_, i) => ({ method: 'GET', path: `/v1/rules/r${(i * 7919) % 1000}` }));
+      const load = await call(gets, 32, 5000);
+      const ok = load.filter((r) => r.status === 200);
+      const getMs = ok.map((r) => r.ms).sort((a, b) => a - b);
+      console.info(`GET /v1/rules/{name} with 1,000 rules, 32 concurrent for 5 s: ${(ok.length / 5).toFixed(0)} req/s (${load.length - ok.length} errors), latency p50 ${pct(getMs, 50)} ms, p99 ${pct(getMs, 99)} ms`);
+
+      // 3. RSS of the agent with 65,536 rules (after the 1 s counter sampling has run a few times).
+      const big = await call([{ method: 'PUT', path: '/v1/policy', token: true, body: head + rules(65536), contentType: 'application/yaml' }]);
+      expect(big[0]!.status, big[0]!.body.slice(0, 500)).toBe(200);
+      console.info(`PUT /v1/policy with 65,536 rules: ${big[0]!.ms.toFixed(0)} ms (apply ${JSON.parse(big[0]!.body).ms} ms)`);
+      const list = await call([{ method: 'GET', path: '/v1/rules' }]);
+      console.info(`GET /v1/rules with 65,536 rules: ${list[0]!.ms.toFixed(0)} ms, ${(list[0]!.body.length / 1e6).toFixed(1)} MB`);
+      await new Promise((r) => setTimeout(r, 6000));
+      const rss = /VmRSS:\s+(\d+) kB/.exec(readFileSync(`/proc/${agent.child.pid}/status`, 'utf8'))?.[1];
+      const hwm = /VmHWM:\s+(\d+) kB/.exec(readFileSync(`/proc/${agent.child.pid}/status`, 'utf8'))?.[1];
+      console.info(`agent RSS with 65,536 rules: ${(Number(rss) / 1024).toFixed(0)} MiB (peak ${(Number(hwm) / 1024).toFixed(0)} MiB)`);
+    }, 600_000);
   },
   { tools: ['nsenter'] },
 );
