@@ -11,7 +11,7 @@ import { TCP_WIRE_IDEAL } from '../sections/accuracy.js';
 import type { ControlPlaneResult } from '../sections/controlplane.js';
 import type { OverheadResult } from '../sections/overhead.js';
 import type { PerPacketResult } from '../sections/perpacket.js';
-import { MAX_OTHER_BUSY, type LoadSample } from './load.js';
+import { BUSY_LIMITS, type LoadSample } from './load.js';
 import type { Summary } from './stats.js';
 import { lineChart } from './svg.js';
 
@@ -288,7 +288,8 @@ function noiseSection(r: BenchResults): string {
     `Before every measured run the benchmark idles ${300} ms and reads /proc/stat: CPU time (user+nice+system) not spent ` +
       'by the benchmark or its children is "others". The same is read over the run itself when it lasts at least 1 s ' +
       '(/proc/stat counts 10 ms ticks). A run where others used more ' +
-      `than ${pct(MAX_OTHER_BUSY)} of all CPUs, before or during, is recorded but not used for any number or ratio; a cell ` +
+      `than ${pct(BUSY_LIMITS.cpuBound)} of all CPUs (${pct(BUSY_LIMITS.limiterBound)} for accuracy runs up to 100 Mbit/s, ` +
+      'where the bucket, not the CPU, sets the rate), before or during, is recorded but not used for any number or ratio; a cell ' +
       'with no quiet run says "n/a (machine too busy in every run)" instead of a number.',
     '',
     table(

@@ -13,6 +13,8 @@ export interface Case<T> {
   setup?(): Promise<void>;
   measure(): Promise<T>;
   teardown?(): Promise<void>;
+  /** Share of all CPUs other processes may use during the run (default BUSY_LIMITS.cpuBound). */
+  busyLimit?: number;
 }
 
 /** Progress lines go to stderr so that stdout stays clean. */
@@ -54,7 +56,7 @@ export async function runInterleaved<T>(cases: readonly Case<T>[], reps: number)
         continue;
       }
       try {
-        const { value, load } = await withLoad(() => c.measure());
+        const { value, load } = await withLoad(() => c.measure(), c.busyLimit);
         samples.get(c.id)!.push({ rep, value, load });
         runLog.push({ id: c.id, rep, load, value });
         log(`${c.id} rep ${rep + 1}/${reps}${load.busy ? ` (busy: others ${pct(load.otherBefore)} before, ${load.otherDuring === null ? 'short run' : pct(load.otherDuring)} during; not used)` : ''}`);
