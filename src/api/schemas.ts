@@ -9,7 +9,8 @@ import { Type, type Static, type TSchema } from '@sinclair/typebox';
 import { RULE_KEYS } from '../policy/schema.js';
 
 const describe = (key: string): string => RULE_KEYS[key]?.description ?? key;
-const enumOf = (key: string) => Type.Union((RULE_KEYS[key]?.enum ?? []).map((v) => Type.Literal(v)), { description: describe(key) });
+/** A string enum as JSON Schema "enum" (not anyOf of constants: fast-json-stringify serialises that far faster). */
+const enumOf = (key: string) => Type.Unsafe<string>({ type: 'string', enum: [...(RULE_KEYS[key]?.enum ?? [])], description: describe(key) });
 
 /** A rule's name, as in the policy file. */
 export const RuleName = Type.String({ pattern: RULE_KEYS.name?.pattern ?? '', description: describe('name') });

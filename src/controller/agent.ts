@@ -98,6 +98,8 @@ export class Agent {
    */
   reload(reason: string): Promise<ApplyResult | undefined> {
     return this.serialize(async () => {
+      // An API write has already applied what it wrote: hashing is enough to see that, without parsing again.
+      if (reason === 'file changed' && this.current && hashFile(this.policyPath) === this.current.hash) return undefined;
       let loaded;
       try {
         loaded = await this.load();

@@ -26,7 +26,7 @@ import {
   type Diagnostic,
   type FieldProblem,
 } from '../errors.js';
-import { readCounters, readGlobal } from '../kernel/counters.js';
+import { readCounters, readGlobal, readSlotCounters } from '../kernel/counters.js';
 import type { DesiredState, Direction } from '../kernel/desired.js';
 import { zeroCounters, type PsCounters } from '../kernel/layout.js';
 import { formatRate, type ApiSettings, type PolicyRule, type ValidPolicy } from '../policy/index.js';
@@ -58,6 +58,8 @@ const DIRECTIONS: readonly Direction[] = ['ingress', 'egress'];
 /** Samples kept for observed rates: one a second, so rates cover the last 5 s. */
 const RING = 6;
 const FIELDS = 4; // pass bytes, pass packets, drop bytes, drop packets
+/** Up to this many buckets, a rule's counters are read one slot at a time. */
+const FEW_SLOTS = 64;
 
 /** One counter sample: the time and, per slot, FIELDS numbers. */
 interface Sample {
@@ -300,7 +302,9 @@ export class AgentService implements ShaperService {
   private viewReading(rule: PolicyRule): RuleView {
     const slots = this.agent.state.slots;
     const mine = (this.bucketIndex().get(rule.name) ?? []).map((b) => slots.get(b.key)).filter((s): s is number => s !== undefined);
-    const counters = readCounters(this.agent.dataPlane, mine);
+    // readCounters reads every slot up to the highest wanted one: for a few slots, single lookups are cheaper.
+    const dp = this.agent.dataPlane;
+    const counters = mine.length <= FEW_SLOTS ? new Map(mine.map((slot) => [slot, readSlotCounters(dp, slot)])) : readCounters(dp, mine);
     return this.view(rule, (slot) => counters.get(slot));
   }
 

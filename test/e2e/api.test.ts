@@ -317,7 +317,7 @@ rules:
       const deadline = Date.now() + 120_000;
       for (let rate = reader.rule(slot).rate_bps; rate !== last && Date.now() < deadline; rate = reader.rule(slot).rate_bps) {
         const kbit = Number(rate / 1000n) - 20_000;
-        if (kbit >= 0 && !seen.has(kbit)) seen.set(kbit, performance.timeOrigin + performance.now());
+        if (kbit >= 0 && kbit < n && !seen.has(kbit)) seen.set(kbit, performance.timeOrigin + performance.now());
         // Yield each round so the child's pipes are served.
         await new Promise((r) => setImmediate(r));
       }
@@ -349,7 +349,16 @@ rules:
       await new Promise((r) => setTimeout(r, 6000));
       const rss = /VmRSS:\s+(\d+) kB/.exec(readFileSync(`/proc/${agent.child.pid}/status`, 'utf8'))?.[1];
       const hwm = /VmHWM:\s+(\d+) kB/.exec(readFileSync(`/proc/${agent.child.pid}/status`, 'utf8'))?.[1];
-      console.info(`agent RSS with 65,536 rules: ${(Number(rss) / 1024).toFixed(0)} MiB (peak ${(Number(hwm) / 1024).toFixed(0)} MiB)`);
+      console.info(`agent RSS with 65,536 rules after the PUT and a GET of all: ${(Number(rss) / 1024).toFixed(0)} MiB (peak ${(Number(hwm) / 1024).toFixed(0)} MiB)`);
+      // The same policy loaded at start, with the API up and sampling: what a host running 65,536 rules holds.
+      agent.signal('SIGTERM');
+      await agent.exited;
+      agent = AgentProcess.start(topo.nsB, policy.path);
+      await agent.waitFor((r) => r.msg === 'API listening', 120_000);
+      await new Promise((r) => setTimeout(r, 6000));
+      const status = readFileSync(`/proc/${agent.child.pid}/status`, 'utf8');
+      const mib = (key: string) => (Number(new RegExp(`${key}:\\s+(\\d+) kB`).exec(status)?.[1]) / 1024).toFixed(0);
+      console.info(`agent RSS with 65,536 rules, started from the file: ${mib('VmRSS')} MiB (peak ${mib('VmHWM')} MiB)`);
     }, 600_000);
   },
   { tools: ['nsenter'] },
