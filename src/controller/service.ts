@@ -267,6 +267,9 @@ export class AgentService implements ShaperService {
       for (const w of accepted) w.reject(failure);
       return;
     }
+    if (JSON.stringify(policy.api) !== JSON.stringify(this.settings)) {
+      this.log.warn({ running: this.settings, file: policy.api }, 'api settings change at the next agent start');
+    }
     const view = { applied: true, rules: policy.rules.length, ms: result.ms, warnings: warnings.map(formatDiagnostic) };
     for (const w of accepted) w.resolve(view);
   }

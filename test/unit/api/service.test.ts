@@ -1,0 +1,106 @@
+/**
+ * AgentService's write path against a stand-in Agent (real validation and
+ * planning, no kernel): batches of concurrent writes, an invalid write
+ * refused alone, a file edited on disk, and rollback when the file cannot be written.
+ */
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import pino from 'pino';
+import { afterEach, beforeEach, describe, expect, it } from 'vitest';
+import { hashText, type Agent } from '../../../src/controller/agent.js';
+import { AgentService } from '../../../src/controller/service.js';
+import { PersistError, PolicyChangeError, PolicyError, PolicyFileInvalidError, RuleNotFoundError } from '../../../src/errors.js';
+import { parsePolicy, planPolicy, validatePolicy, type ValidPolicy } from '../../../src/policy/index.js';
+
+const POLICY = `# kept
+interfaces:
+  - name: eth0
+rules:
+  - name: web
+    port: 80
+    rate: 10mbit
+`;
+
+/** The parts of Agent the service uses, with apply recorded instead of written to a kernel. */
+function standIn(policyPath: string) {
+  const applied: { rules: string[]; reason: string }[] = [];
+  let queue: Promise<unknown> = Promise.resolve();
+  const validateText = (text: string) => {
+    const { policy, diagnostics } = validatePolicy(parsePolicy(text, policyPath), { interfaceExists: () => true });
+    if (!policy) throw new PolicyError(diagnostics);
+    return { policy, warnings: diagnostics };
+  };
+  const text = readFileSync(policyPath, 'utf8');
+  const initial = validateText(text).policy;
+  const agent = {
+    policyPath,
+    state: { policy: initial, desired: planPolicy(initial), slots: new Map<string, number>(), hash: hashText(text) },
+    dataPlane: { cpus: 1, maps: { ps_counters: { get: () => undefined, readAll: () => ({ values: Buffer.alloc(0), count: 0 }), stride: 8 } } },
+    interfaces: () => [],
+    validateText,
+    applyPolicy(policy: ValidPolicy, hash: string, reason: string) {
+      applied.push({ rules: policy.rules.map((r) => `${r.name}=${r.rateBps}`), reason });
+      agent.state = { policy, desired: planPolicy(policy), slots: new Map(), hash };
+      return { buckets: 0, ruleWrites: 0, portWrites: 0, released: 0, ms: 0 };
+    },
+    serialize<T>(fn: () => Promise<T>): Promise<T> {
+      const next = queue.then(fn, fn);
+      queue = next.catch(() => undefined);
+      return next;
+    },
+  };
+  return { agent, applied };
+}
+
+describe('AgentService writes', () => {
+  let dir: string;
+  let path: string;
+  beforeEach(() => {
+    dir = mkdtempSync(join(tmpdir(), 'ps-service-'));
+    path = join(dir, 'policy.yaml');
+    writeFileSync(path, POLICY);
+  });
+  afterEach(() => rmSync(dir, { recursive: true, force: true }));
+
+  it('applies concurrent writes in one batch; an invalid one is refused alone', async () => {
+    const { agent, applied } = standIn(path);
+    const service = new AgentService(agent as unknown as Agent, pino({ level: 'silent' }));
+    const results = await Promise.allSettled([
+      service.putRule('a', { port: 81, rate: '1mbit' }, 'r1'),
+      service.putRule('b', { port: 80, rate: '1mbit' }, 'r2'),
+      service.patchRule('web', { rate: '20mbit' }, 'r3'),
+      service.patchRule('nope', { rate: '20mbit' }, 'r4'),
+    ]);
+    expect(results.map((r) => r.status)).toEqual(['fulfilled', 'rejected', 'fulfilled', 'rejected']);
+    expect((results[1] as PromiseRejectedResult).reason).toBeInstanceOf(PolicyChangeError);
+    expect(((results[1] as PromiseRejectedResult).reason as PolicyChangeError).conflict).toBe(true);
+    expect((results[3] as PromiseRejectedResult).reason).toBeInstanceOf(RuleNotFoundError);
+    expect(applied.map((a) => a.rules)).toEqual([['web=20000000', 'a=1000000']]);
+    const file = readFileSync(path, 'utf8');
+    expect(file).toContain('# kept');
+    expect(hashText(file)).toBe(agent.state.hash);
+  });
+
+  it('refuses to write into a policy file edited on disk that does not validate', async () => {
+    const { agent, applied } = standIn(path);
+    const service = new AgentService(agent as unknown as Agent, pino({ level: 'silent' }));
+    writeFileSync(path, POLICY.replace('10mbit', '10mbps'));
+    await expect(service.patchRule('web', { rate: '1mbit' }, 'r1')).rejects.toBeInstanceOf(PolicyFileInvalidError);
+    expect(applied).toEqual([]);
+  });
+
+  it('rolls the kernel back when the file cannot be written', async () => {
+    const { agent, applied } = standIn(path);
+    const service = new AgentService(agent as unknown as Agent, pino({ level: 'silent' }));
+    const before = agent.state.hash;
+    // Writes go to a temporary file beside the policy: a directory in its place makes that fail.
+    const { mkdirSync } = await import('node:fs');
+    mkdirSync(join(dir, `.policy.yaml.${process.pid}.tmp`));
+    await expect(service.patchRule('web', { rate: '1mbit' }, 'r1')).rejects.toBeInstanceOf(PersistError);
+    expect(applied.map((a) => a.rules)).toEqual([['web=1000000'], ['web=10000000']]);
+    expect(applied[1]?.reason).toMatch(/^rollback of requests r1/);
+    expect(agent.state.hash).toBe(before);
+    expect(readFileSync(path, 'utf8')).toBe(POLICY);
+  });
+});
