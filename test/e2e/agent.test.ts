@@ -29,6 +29,8 @@ describeKernel(
 
     const policyText = (rate: string) => `# e2e policy
 pinDir: ${pinDir}
+api:
+  tokenFile: ${policy.dir}/token
 interfaces:
   - name: ${topo.ifB}
 rules:
