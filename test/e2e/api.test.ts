@@ -312,8 +312,9 @@ rules:
       expect((await one({ method: 'GET', path: '/healthz' })).status).toBe(200);
     });
 
-    // Numbers for the closing note; minutes of work, so only on request: PS_API_MEASURE=1.
-    it.runIf(process.env.PS_API_MEASURE === '1')('measures: PUT → kernel latency, GET rps with 1,000 rules, RSS with 65,536 rules', async () => {
+    // Numbers for the closing note (printed, not asserted: speed
+    // targets live in benchmarks); the requests themselves must succeed.
+    it('measures: PUT → kernel latency, GET rps with 1,000 rules, RSS with 65,536 rules', async () => {
       const slot = reader.slotOf('udp/ingress')!;
       // 1. 1,000 PUTs one after another, each a new rate; this process watches ps_rules and stamps each change.
       const n = 1000;
