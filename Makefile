@@ -39,6 +39,11 @@ test: setup build
 run: setup build
 	node dist/cli/main.js agent --policy examples/policy.yaml
 
+# Benchmarks against nftables limit, HTB and TBF (root; < 20 min, QUICK=1 < 3 min).
+# Report: bench/results/latest.md (+ JSON and SVG charts).
+bench: setup build
+	npx vite-node --config bench/vite.config.ts bench/main.ts -- $(if $(QUICK),--quick)
+
 test-unit: node_modules/.package-lock.json
 	npx vitest run test/unit
 
