@@ -8,7 +8,7 @@ BPF_OBJ := bpf/portshaper.bpf.o
 BPF_SRC := bpf/portshaper.bpf.c bpf/portshaper.h $(wildcard bpf/lib/*.h)
 TS_SRC := $(shell find src -name '*.ts') tsconfig.json package.json
 
-.PHONY: all setup build bpf ts test test-unit run bench clean
+.PHONY: all setup build bpf ts test test-unit run bench demo clean
 all: build
 
 setup:
@@ -43,6 +43,11 @@ run: setup build
 # Report: bench/results/latest.md (+ JSON and SVG charts).
 bench: setup build
 	npx vite-node --config bench/vite.config.ts bench/main.ts -- $(if $(QUICK),--quick)
+
+# Live demo (root, < 1 min): agent on a veth pair, traffic on a limited and
+# an unlimited port, the limit lowered through the API halfway.
+demo: setup build
+	npx vite-node --config bench/vite.config.ts scripts/demo.ts
 
 test-unit: node_modules/.package-lock.json
 	npx vitest run test/unit
