@@ -176,7 +176,10 @@ function accuracySection(a: AccuracyResult, tcpChart: string): string {
     ),
     '',
     'A policer whose bucket starts full may pass rate × (1 s + burst) in the first second: up to 1.3× with a 300 ms ' +
-      'burst, 1.01× with 10 ms. The first-second target (≤ 1.05×) and the 300 ms burst TCP needs are therefore in ' +
+      'burst, 1.01× with 10 ms, and the start credit also lifts the whole-run ratio of a short run by up to ' +
+      'burst / run length (300 ms / 6 s = 5%); seconds after a loss recovery, in which TCP sent less than the rate, ' +
+      'refill the bucket too, so a policer\'s "steady state" sits above the wire ideal where a shaper\'s does not. ' +
+      'The first-second target (≤ 1.05×) and the 300 ms burst TCP needs are therefore in ' +
       "tension; what portshaper's first second shows is how much of the start credit TCP's slow start actually uses. " +
       'nftables adds a whole second of credit on top of its burst (nft_limit), hence its ~2× first second.',
     '',
@@ -229,6 +232,9 @@ function perPacketSection(p: PerPacketResult, chart: string): string {
         ok(r.bpfNsPerPacket) && ok(p.emptyProgram.bpfNsPerPacket) ? (r.bpfNsPerPacket.median - p.emptyProgram.bpfNsPerPacket.median).toFixed(1) : 'n/a',
       ]),
     ),
+    '',
+    `The same portshaper program on a port no rule names (parse, interface and port lookups, global counter; no ` +
+      `bucket): ${cell(p.portshaperUnmatchedNs, 1)} ns/packet.`,
     '',
     '### Every system: packet rate and CPU per packet',
     '',
@@ -302,7 +308,16 @@ function noiseSection(r: BenchResults): string {
         range(loads.flatMap((l) => (l.otherDuring === null ? [] : [l.otherDuring])), pct),
       ]],
     ),
-    ...(busy.length ? ['', 'Runs not used:', '', ...busy.map((b) => `- ${b.id}, repetition ${b.rep + 1}: others ${pct(b.load.otherBefore)} before, ${b.load.otherDuring === null ? 'not judged (short run)' : pct(b.load.otherDuring)} during`)] : []),
+    ...(busy.length
+      ? [
+          '',
+          '<details><summary>Runs not used</summary>',
+          '',
+          ...busy.map((b) => `- ${b.id}, repetition ${b.rep + 1}: others ${pct(b.load.otherBefore)} before, ${b.load.otherDuring === null ? 'not judged (short run)' : pct(b.load.otherDuring)} during`),
+          '',
+          '</details>',
+        ]
+      : []),
   ].join('\n');
 }
 

@@ -66,7 +66,7 @@ export interface AccuracyResult {
 /** Measure every limiter at every rate. */
 export async function runAccuracy(ctx: BenchContext): Promise<AccuracyResult> {
   const rates = ctx.quick ? [100 * MBIT] : [10 * MBIT, 100 * MBIT, 1000 * MBIT];
-  const tcpSeconds = ctx.quick ? 3 : 4;
+  const tcpSeconds = ctx.quick ? 3 : 6;
   const udpSeconds = ctx.quick ? 2 : 3;
   const limiters = allLimiters(ctx);
 

@@ -19,7 +19,7 @@ import { machineBusyNs } from '../lib/load.js';
 import { runInterleaved, type Case } from '../lib/runner.js';
 import { desiredState, NFT_TABLES, nftLinear, nftMap, ruleSet, U32_PRIO, u32Batch, type LimitParams, type PortRule } from '../lib/rulesets.js';
 import { pairedRatio, summarize, type Summary } from '../lib/stats.js';
-import { SMALL_LEN, udpRun } from '../lib/traffic.js';
+import { SMALL_LEN, TEST_PORT, udpRun } from '../lib/traffic.js';
 
 /** Far above what a veth carries here: the bucket is charged, never empty. */
 const NEVER_LIMITING: LimitParams = { rateBps: 80e9, burstNs: 10_000_000 };
@@ -72,6 +72,8 @@ export interface PerPacketResult {
   /** Baselines measured in every repetition. */
   noProgram: { kpps: Summary; cpuNsPerPacket: Summary };
   emptyProgram: { kpps: Summary; cpuNsPerPacket: Summary; bpfNsPerPacket: Summary };
+  /** portshaper's run time on traffic no rule names (parse and lookup only). */
+  portshaperUnmatchedNs: Summary;
   rows: PerPacketRow[];
   failures: Record<string, string[]>;
 }
@@ -112,6 +114,15 @@ async function measure(ctx: BenchContext): Promise<PerPacketResult> {
       teardown: () => detachEmpty(sender),
     },
   ];
+  // Where portshaper's time goes: the same program on a port no rule names
+  // (parse and lookup, no bucket), measured beside the rest.
+  const unmatched = systems.find((s) => s.id === 'portshaper')!;
+  cases.push({
+    id: 'perpacket portshaper, port without a rule',
+    setup: () => unmatched.install([{ protocol: 'udp', port: TEST_PORT + 1 }]),
+    measure: async () => packetRun(await unmatched.programId!()),
+    teardown: () => unmatched.remove(),
+  });
   const caseId = (s: System, n: number) => `perpacket ${s.id} x ${n}`;
   for (const n of counts) {
     const rules = ruleSet(n);
@@ -136,6 +147,7 @@ async function measure(ctx: BenchContext): Promise<PerPacketResult> {
     systems: systems.map((s) => ({ id: s.id, description: s.description })),
     noProgram: { kpps: summarize(none, kpps), cpuNsPerPacket: summarize(none, cpu) },
     emptyProgram: { kpps: summarize(empty, kpps), cpuNsPerPacket: summarize(empty, cpu), bpfNsPerPacket: summarize(empty, (v) => v.bpfNsPerPacket) },
+    portshaperUnmatchedNs: summarize(r.samples.get('perpacket portshaper, port without a rule') ?? [], (v) => v.bpfNsPerPacket),
     rows: counts.flatMap((n) =>
       systems.filter((s) => n <= (s.maxRules ?? Infinity)).map((s) => {
         const mine = r.samples.get(caseId(s, n)) ?? [];
