@@ -5,7 +5,9 @@
  * report (Markdown, JSON, SVG charts) goes to bench/results/.
  *
  *   npx vite-node --config bench/vite.config.ts bench/main.ts -- [--quick] [--only accuracy,perpacket] [--reps N]
+ *   npx vite-node --config bench/vite.config.ts bench/main.ts -- --render bench/results/<run>.json
  */
+import { readFileSync } from 'node:fs';
 import { hostname, release } from 'node:os';
 import { parseArgs } from 'node:util';
 import { DataPlane, removePins } from '../src/kernel/dataplane.js';
@@ -24,21 +26,27 @@ import { runPerPacket } from './sections/perpacket.js';
 const SECTIONS = ['accuracy', 'overhead', 'perpacket', 'controlplane'] as const;
 type SectionName = (typeof SECTIONS)[number];
 
-function options(): { quick: boolean; reps: number; only: SectionName[] } {
+function options(): { quick: boolean; reps: number; only: SectionName[]; render?: string } {
   const { values } = parseArgs({
     args: process.argv.slice(2).filter((a) => a !== '--'),
-    options: { quick: { type: 'boolean', default: false }, reps: { type: 'string' }, only: { type: 'string' } },
+    options: { quick: { type: 'boolean', default: false }, reps: { type: 'string' }, only: { type: 'string' }, render: { type: 'string' } },
   });
   const quick = values.quick ?? false;
   const reps = values.reps !== undefined ? Number(values.reps) : quick ? 1 : 3;
   if (!Number.isInteger(reps) || reps < 1) throw new Error(`--reps must be a whole number >= 1, got ${values.reps}`);
   const only = values.only ? values.only.split(',').map((s) => s.trim()) : [...SECTIONS];
   for (const s of only) if (!(SECTIONS as readonly string[]).includes(s)) throw new Error(`unknown section "${s}"; sections: ${SECTIONS.join(', ')}`);
-  return { quick, reps, only: only as SectionName[] };
+  return { quick, reps, only: only as SectionName[], render: values.render };
 }
 
 async function main(): Promise<void> {
   const opts = options();
+  if (opts.render) {
+    // Re-render the report of an earlier run (after a change to the report code) without measuring again.
+    const written = writeReport(JSON.parse(readFileSync(opts.render, 'utf8')) as BenchResults);
+    log(`report: ${written.join(', ')}`);
+    return;
+  }
   const missing = missingPrerequisites(['clang']);
   if (missing.length) throw new Error(prerequisiteMessage(missing));
   const started = new Date();

@@ -24,6 +24,8 @@ export interface Limiter {
   description: string;
   /** What one packet costs against the limit. */
   counts: string;
+  /** Set for shapers, whose bucket is their own (they queue instead of dropping): the depth used whatever is asked. */
+  fixedBurstNs?: number;
   /** Bytes the limiter charges for one UDP datagram whose frame is `wireBytes` long. */
   chargedUdpBytes(wireBytes: number): number;
   setup(spec: LimitSpec): Promise<void>;
@@ -97,6 +99,7 @@ export function htbLimiter(ctx: BenchContext): Limiter {
     id: 'htb',
     description: 'HTB root qdisc of the sender, u32 filter on the source port to a class at the rate (10 ms burst)',
     counts: 'qdisc_pkt_len: skb->len with the Ethernet header plus the headers of the other GSO segments (wire bytes)',
+    fixedBurstNs: SHAPER_BURST_NS,
     chargedUdpBytes: (wire) => wire,
     async setup(s) {
       const burst = String(shaperBurstBytes(s.rateBps));
@@ -123,6 +126,7 @@ export function tbfLimiter(ctx: BenchContext): Limiter {
     id: 'tbf',
     description: 'TBF root qdisc of the sender (whole device: no prio qdisc here to select the port), 10 ms burst, 50 ms queue',
     counts: 'qdisc_pkt_len (wire bytes, as HTB)',
+    fixedBurstNs: SHAPER_BURST_NS,
     chargedUdpBytes: (wire) => wire,
     async setup(s) {
       await tc('qdisc', 'add', 'dev', sender.ifname, 'root', 'tbf', 'rate', `${s.rateBps}bit`, 'burst', String(shaperBurstBytes(s.rateBps)), 'latency', '50ms');

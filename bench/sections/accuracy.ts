@@ -110,7 +110,7 @@ export async function runAccuracy(ctx: BenchContext): Promise<AccuracyResult> {
       return {
         limiter: v.label,
         rateBps,
-        burstNs: v.burstNs,
+        burstNs: v.limiter.fixedBurstNs ?? v.burstNs,
         whole: ratio((o) => o.goodputBps),
         firstSecond: ratio((o) => o.firstSecondBps),
         steady: ratio((o) => o.steadyBps),
@@ -123,7 +123,7 @@ export async function runAccuracy(ctx: BenchContext): Promise<AccuracyResult> {
       return {
         limiter: v.label,
         rateBps,
-        burstNs: v.burstNs,
+        burstNs: v.limiter.fixedBurstNs ?? v.burstNs,
         delivered: summarize(s, (o) => o.deliveredWireBps / rateBps),
         offered: summarize(s, (o) => o.offeredWireBps / rateBps),
         loss: summarize(s, (o) => o.loss),
