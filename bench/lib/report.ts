@@ -367,7 +367,7 @@ function perPacketChart(p: PerPacketResult): string {
   });
 }
 
-/** Write <date>-<host>[-quick].md/.json, the charts, and latest.md; returns the paths. */
+/** Write <date>-<host>[-quick].md/.json, the charts, and latest[-quick].md; returns the paths. */
 export function writeReport(r: BenchResults): string[] {
   mkdirSync(RESULTS_DIR, { recursive: true });
   const stem = `${r.started.slice(0, 10)}-${r.host}${r.quick ? '-quick' : ''}`;
@@ -412,7 +412,8 @@ export function writeReport(r: BenchResults): string[] {
     writeFileSync(path, text);
     return path;
   });
-  const latest = join(RESULTS_DIR, 'latest.md');
+  // Quick runs are smoke tests: they never replace the latest full report.
+  const latest = join(RESULTS_DIR, r.quick ? 'latest-quick.md' : 'latest.md');
   copyFileSync(join(RESULTS_DIR, `${stem}.md`), latest);
   return [...written, latest];
 }
