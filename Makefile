@@ -42,12 +42,12 @@ run: setup build
 # Benchmarks against nftables limit, HTB and TBF (root; < 20 min, QUICK=1 < 3 min).
 # Report: bench/results/latest.md (+ JSON and SVG charts).
 bench: setup build
-	npx vite-node --config bench/vite.config.ts bench/main.ts -- $(if $(QUICK),--quick)
+	npx vite-node bench/main.ts -- $(if $(QUICK),--quick)
 
 # Live demo (root, < 1 min): agent on a veth pair, traffic on a limited and
 # an unlimited port, the limit lowered through the API halfway.
 demo: setup build
-	npx vite-node --config bench/vite.config.ts scripts/demo.ts
+	npx vite-node scripts/demo.ts
 
 test-unit: node_modules/.package-lock.json
 	npx vitest run test/unit

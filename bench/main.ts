@@ -4,14 +4,14 @@
  * another; each interleaves its repetitions and records machine load. The
  * report (Markdown, JSON, SVG charts) goes to bench/results/.
  *
- *   npx vite-node --config bench/vite.config.ts bench/main.ts -- [--quick] [--only accuracy,perpacket] [--reps N]
- *   npx vite-node --config bench/vite.config.ts bench/main.ts -- --render bench/results/<run>.json
+ *   npx vite-node bench/main.ts -- [--quick] [--only accuracy,perpacket] [--reps N]
+ *   npx vite-node bench/main.ts -- --render bench/results/<run>.json
  */
 import { readFileSync } from 'node:fs';
 import { hostname, release } from 'node:os';
 import { parseArgs } from 'node:util';
 import { DataPlane, removePins } from '../src/kernel/dataplane.js';
-import { missingPrerequisites, prerequisiteMessage } from '../test/helpers/env.js';
+import { missingPrerequisites, prerequisiteMessage } from '../test/helpers/tools.js';
 import { createTopology } from '../test/helpers/net.js';
 import { cleanupAll, onCleanup } from './lib/cleanup.js';
 import type { BenchContext } from './lib/context.js';
