@@ -13,7 +13,7 @@ import { applyDesired } from '../kernel/apply.js';
 import { DataPlane } from '../kernel/dataplane.js';
 import type { DesiredState } from '../kernel/desired.js';
 import { ifNameToIndex } from '../kernel/libc.js';
-import { loadPolicyFile, parsePolicy, planPolicy, validatePolicy, type ValidPolicy } from '../policy/index.js';
+import { readPolicyText, parsePolicy, planPolicy, validatePolicy, type ValidPolicy } from '../policy/index.js';
 import { InterfaceSync } from './interfaces.js';
 import { isNoop } from './reconcile.js';
 
@@ -108,7 +108,6 @@ export class Agent {
         this.log.error({ reason, file: this.policyPath, errors: err.diagnostics.map(formatDiagnostic) }, 'policy rejected; the running policy stays in force');
         return undefined;
       }
-      if (loaded.hash === this.current?.hash && reason === 'file changed') return undefined;
       for (const w of loaded.warnings) this.log.warn(formatDiagnostic(w));
       return this.apply(loaded.policy, loaded.hash, false, reason);
     });
@@ -148,9 +147,10 @@ export class Agent {
     return this.apply(policy, hash, false, reason);
   }
 
+  /** Read the file once: the hash must be of the very text that was validated. */
   private async load(): Promise<{ policy: ValidPolicy; warnings: Diagnostic[]; hash: string }> {
-    const { policy, warnings } = await loadPolicyFile(this.policyPath, policyEnv);
-    return { policy, warnings, hash: hashFile(this.policyPath) };
+    const text = await readPolicyText(this.policyPath);
+    return { ...this.validateText(text), hash: hashText(text) };
   }
 
   private apply(policy: ValidPolicy, hash: string, force: boolean, reason = 'start'): ApplyResult {

@@ -3,7 +3,7 @@
  * at once) → plan (pure DesiredState). The units parser is shared with the
  * rest of the agent.
  */
-export { loadPolicyFile } from './load.js';
+export { loadPolicyFile, readPolicyText } from './load.js';
 export { parsePolicy, type ParsedPolicy, type Position } from './parse.js';
 export { planPolicy } from './plan.js';
 export { policyJsonSchema } from './schema.js';

@@ -8,11 +8,10 @@ import { parsePolicy } from './parse.js';
 import type { PolicyEnv, ValidPolicy } from './types.js';
 import { validatePolicy } from './validate.js';
 
-/** Loads and validates a policy file; throws PolicyError (every diagnostic) on any error, returns the warnings. */
-export async function loadPolicyFile(path: string, env: PolicyEnv): Promise<{ policy: ValidPolicy; warnings: Diagnostic[] }> {
-  let text: string;
+/** Reads a policy file's text; an unreadable file is a PolicyError pointing at the file. */
+export async function readPolicyText(path: string): Promise<string> {
   try {
-    text = await readFile(path, 'utf8');
+    return await readFile(path, 'utf8');
   } catch (err) {
     const reason = (err as NodeJS.ErrnoException).code ?? String(err);
     throw new PolicyError([
@@ -25,6 +24,11 @@ export async function loadPolicyFile(path: string, env: PolicyEnv): Promise<{ po
       },
     ]);
   }
+}
+
+/** Loads and validates a policy file; throws PolicyError (every diagnostic) on any error, returns the warnings. */
+export async function loadPolicyFile(path: string, env: PolicyEnv): Promise<{ policy: ValidPolicy; warnings: Diagnostic[] }> {
+  const text = await readPolicyText(path);
   const { policy, diagnostics } = validatePolicy(parsePolicy(text, path), env);
   if (policy === undefined) throw new PolicyError(diagnostics);
   return { policy, warnings: diagnostics };
