@@ -2,7 +2,8 @@
 import { startApiServer, type ApiServer } from '../api/server.js';
 import { Agent } from '../controller/agent.js';
 import { preflight } from '../controller/preflight.js';
-import { readCounters } from '../kernel/counters.js';
+import { addCounters, readCounters } from '../kernel/counters.js';
+import { zeroCounters } from '../kernel/layout.js';
 import { formatRate } from '../policy/index.js';
 import { createLogger, type Logger } from '../log.js';
 import { parseCommand, UsageError } from './args.js';
@@ -86,38 +87,35 @@ export async function runAgent(argv: string[]): Promise<number> {
   return 0;
 }
 
-const previous = new Map<string, { bytes: bigint; pkts: bigint; drops: bigint }>();
+const previous = new Map<string, { bytes: bigint; drops: bigint }>();
 
-/** One log line per rule: configured rate, measured rate, drops since the last line. */
+/** Above this many rules, log only the rules that dropped most since the last time. */
+const STATS_LINES = 20;
+
+/** Log lines per rule: configured rate, measured rate, drops since the last time. */
 function logStats(agent: Agent, log: Logger, seconds: number): void {
-  const { policy, desired, slots } = agent.state;
+  const { policy, slots, bucketsByRule } = agent.state;
   const all = readCounters(agent.dataPlane, slots.values());
-  for (const rule of policy.rules) {
-    let bytes = 0n;
-    let pkts = 0n;
-    let drops = 0n;
-    for (const b of desired.buckets) {
-      if (b.rule !== rule.name) continue;
+  const lines = policy.rules.map((rule) => {
+    const sum = zeroCounters();
+    for (const b of bucketsByRule.get(rule.name) ?? []) {
       const c = all.get(slots.get(b.key)!);
-      if (!c) continue;
-      bytes += c.pass_bytes;
-      pkts += c.pass_pkts;
-      drops += c.drop_pkts;
+      if (c) addCounters(sum, c);
     }
-    const before = previous.get(rule.name) ?? { bytes, pkts, drops };
-    previous.set(rule.name, { bytes, pkts, drops });
-    log.info(
-      {
-        rule: rule.name,
-        configured: rule.rateBps ? formatRate(rule.rateBps) : 'unlimited',
-        measured: formatMeasured((Number(bytes - before.bytes) * 8) / seconds),
-        passedPkts: Number(pkts),
-        droppedPkts: Number(drops),
-        droppedSinceLast: Number(drops - before.drops),
-      },
-      'rule counters',
-    );
-  }
+    const before = previous.get(rule.name) ?? { bytes: sum.pass_bytes, drops: sum.drop_pkts };
+    previous.set(rule.name, { bytes: sum.pass_bytes, drops: sum.drop_pkts });
+    return {
+      rule: rule.name,
+      configured: rule.rateBps ? formatRate(rule.rateBps) : 'unlimited',
+      measured: formatMeasured((Number(sum.pass_bytes - before.bytes) * 8) / seconds),
+      passedPkts: Number(sum.pass_pkts),
+      droppedPkts: Number(sum.drop_pkts),
+      droppedSinceLast: Number(sum.drop_pkts - before.drops),
+    };
+  });
+  const shown = lines.length <= STATS_LINES ? lines : [...lines].sort((a, b) => b.droppedSinceLast - a.droppedSinceLast).slice(0, STATS_LINES);
+  for (const line of shown) log.info(line, 'rule counters');
+  if (shown.length < lines.length) log.info({ rules: lines.length, shown: shown.length }, 'rule counters: only the rules with the most drops are shown');
 }
 
 function formatMeasured(bps: number): string {

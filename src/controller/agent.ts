@@ -11,7 +11,7 @@ import type { Logger } from 'pino';
 import { formatDiagnostic, PolicyError, type Diagnostic } from '../errors.js';
 import { applyDesired } from '../kernel/apply.js';
 import { DataPlane } from '../kernel/dataplane.js';
-import type { DesiredState } from '../kernel/desired.js';
+import type { DesiredBucket, DesiredState } from '../kernel/desired.js';
 import { ifNameToIndex } from '../kernel/libc.js';
 import { readPolicyText, parsePolicy, planPolicy, validatePolicy, type ValidPolicy } from '../policy/index.js';
 import { InterfaceSync } from './interfaces.js';
@@ -37,13 +37,24 @@ export interface ApplyResult {
   ms: number;
 }
 
+/** What the agent enforces: the policy, its plan, each bucket's slot, derived once per apply. */
+export interface AgentState {
+  policy: ValidPolicy;
+  desired: DesiredState;
+  slots: Map<string, number>;
+  /** The buckets of each rule, by rule name (readers aggregate per rule). */
+  bucketsByRule: Map<string, DesiredBucket[]>;
+  /** sha256 of the policy file text in force. */
+  hash: string;
+}
+
 /** Policy source for validation: interfaces are looked up in this network namespace. */
 const policyEnv = { interfaceExists: (name: string) => ifNameToIndex(name) !== 0 };
 
 export class Agent {
   private dp: DataPlane | undefined;
   private ifaces: InterfaceSync | undefined;
-  private current: { policy: ValidPolicy; desired: DesiredState; slots: Map<string, number>; hash: string } | undefined;
+  private current: AgentState | undefined;
   private pollTimer: NodeJS.Timeout | undefined;
   private watcher: FSWatcher | undefined;
   private debounce: NodeJS.Timeout | undefined;
@@ -63,7 +74,7 @@ export class Agent {
   }
 
   /** The policy in force, its plan and the slot of every bucket. */
-  get state() {
+  get state(): AgentState {
     if (!this.current) throw new Error('agent not started');
     return this.current;
   }
@@ -163,7 +174,13 @@ export class Agent {
     const plan = applyDesired(dp, desired);
     this.ifaces!.sync(desired.interfaces, force);
     const ms = Number(process.hrtime.bigint() - t0) / 1e6;
-    this.current = { policy, desired, slots: plan.slots, hash };
+    const bucketsByRule = new Map<string, DesiredBucket[]>();
+    for (const b of desired.buckets) {
+      const list = bucketsByRule.get(b.rule);
+      if (list) list.push(b);
+      else bucketsByRule.set(b.rule, [b]);
+    }
+    this.current = { policy, desired, slots: plan.slots, bucketsByRule, hash };
     const result = {
       buckets: desired.buckets.length,
       ruleWrites: plan.rules.length,

@@ -26,8 +26,8 @@ import {
   type Diagnostic,
   type FieldProblem,
 } from '../errors.js';
-import { readCounters, readGlobal, readSlotCounters } from '../kernel/counters.js';
-import type { DesiredState, Direction } from '../kernel/desired.js';
+import { addCounters, readCounters, readGlobal, readSlotCounters } from '../kernel/counters.js';
+import type { Direction } from '../kernel/desired.js';
 import { zeroCounters, type PsCounters } from '../kernel/layout.js';
 import { formatRate, type ApiSettings, type PolicyRule, type ValidPolicy } from '../policy/index.js';
 import { hashText, type Agent, type ApplyResult } from './agent.js';
@@ -81,14 +81,12 @@ interface PendingWrite {
 
 
 /** Per-rule index of the current plan: the buckets (key, direction) of each rule. */
-type BucketIndex = Map<string, { key: string; direction: Direction }[]>;
 
 /** ShaperService over the running Agent. */
 export class AgentService implements ShaperService {
   readonly settings: ApiSettings;
   private samples: Sample[] = [];
   private timer: NodeJS.Timeout | undefined;
-  private indexed: { desired: DesiredState; index: BucketIndex } | undefined;
   private pending: PendingWrite[] = [];
 
   constructor(
@@ -288,23 +286,10 @@ export class AgentService implements ShaperService {
     }
   }
 
-  private bucketIndex(): BucketIndex {
-    const { desired } = this.agent.state;
-    if (this.indexed?.desired === desired) return this.indexed.index;
-    const index: BucketIndex = new Map();
-    for (const b of desired.buckets) {
-      let list = index.get(b.rule);
-      if (!list) index.set(b.rule, (list = []));
-      list.push({ key: b.key, direction: b.direction });
-    }
-    this.indexed = { desired, index };
-    return index;
-  }
-
   /** View of one rule, reading only its own slots. */
   private viewReading(rule: PolicyRule): RuleView {
     const slots = this.agent.state.slots;
-    const mine = (this.bucketIndex().get(rule.name) ?? []).map((b) => slots.get(b.key)).filter((s): s is number => s !== undefined);
+    const mine = (this.agent.state.bucketsByRule.get(rule.name) ?? []).map((b) => slots.get(b.key)).filter((s): s is number => s !== undefined);
     // readCounters reads every slot up to the highest wanted one: for a few slots, single lookups are cheaper.
     const dp = this.agent.dataPlane;
     const counters = mine.length <= FEW_SLOTS ? new Map(mine.map((slot) => [slot, readSlotCounters(dp, slot)])) : readCounters(dp, mine);
@@ -313,7 +298,7 @@ export class AgentService implements ShaperService {
 
   private view(rule: PolicyRule, countersOf: (slot: number) => PsCounters | undefined): RuleView {
     const { slots } = this.agent.state;
-    const buckets = this.bucketIndex().get(rule.name) ?? [];
+    const buckets = this.agent.state.bucketsByRule.get(rule.name) ?? [];
     const counters: RuleView['counters'] = {};
     const observed: RuleView['observed'] = {};
     for (const direction of DIRECTIONS) {
@@ -322,8 +307,7 @@ export class AgentService implements ShaperService {
       const sum = zeroCounters();
       for (const slot of mine) {
         const c = countersOf(slot);
-        if (!c) continue;
-        for (const k of Object.keys(sum) as (keyof PsCounters)[]) sum[k] += c[k];
+        if (c) addCounters(sum, c);
       }
       counters[direction] = toCounters(sum);
       observed[direction] = this.observed(mine);
@@ -375,7 +359,8 @@ export class AgentService implements ShaperService {
   private sample(): void {
     try {
       const counters = readCounters(this.agent.dataPlane, this.agent.state.slots.values());
-      const size = counters.size ? Math.max(...counters.keys()) + 1 : 0;
+      let size = 0;
+      for (const slot of counters.keys()) if (slot >= size) size = slot + 1;
       const values = new Float64Array(size * FIELDS);
       for (const [slot, c] of counters) {
         values[slot * FIELDS] = Number(c.pass_bytes);

@@ -6,19 +6,19 @@ import type { DataPlane } from './dataplane.js';
 import { GLOBAL_KINDS, PS, psBucket, psCounters, psGlobal, zeroCounters, type GlobalKind, type PsBucket, type PsCounters } from './layout.js';
 import { roundUp8 } from './maps.js';
 
+const COUNTER_FIELDS = psCounters.fields.map((f) => f.name) as (keyof PsCounters)[];
+
+/** Add c into total, field by field (per-CPU values, buckets of one rule). */
+export function addCounters(total: PsCounters, c: PsCounters): PsCounters {
+  for (const k of COUNTER_FIELDS) total[k] += c[k];
+  return total;
+}
+
 /** Sum one per-CPU ps_counters value (cpus × roundup(size, 8) bytes at `at`). */
 export function sumCounters(raw: Buffer, at: number, cpus: number): PsCounters {
   const total = zeroCounters();
   const step = roundUp8(psCounters.size);
-  for (let cpu = 0; cpu < cpus; cpu++) {
-    const c = psCounters.decode(raw, at + cpu * step);
-    total.pass_pkts += c.pass_pkts;
-    total.pass_bytes += c.pass_bytes;
-    total.drop_pkts += c.drop_pkts;
-    total.drop_bytes += c.drop_bytes;
-    total.over_pkts += c.over_pkts;
-    total.over_bytes += c.over_bytes;
-  }
+  for (let cpu = 0; cpu < cpus; cpu++) addCounters(total, psCounters.decode(raw, at + cpu * step));
   return total;
 }
 
@@ -33,7 +33,10 @@ export function readCounters(dp: DataPlane, slots: Iterable<number>): Map<number
   const wanted = [...slots];
   const out = new Map<number, PsCounters>();
   if (!wanted.length) return out;
-  const { values, count } = dp.maps.ps_counters.readAll(Math.max(...wanted) + 1);
+  // A loop, not Math.max(...wanted): spreading 100k+ slots overflows the call stack.
+  let max = 0;
+  for (const slot of wanted) if (slot > max) max = slot;
+  const { values, count } = dp.maps.ps_counters.readAll(max + 1);
   const stride = dp.maps.ps_counters.stride;
   for (const slot of wanted) if (slot < count) out.set(slot, sumCounters(values, slot * stride, dp.cpus));
   return out;
