@@ -48,6 +48,17 @@ export interface AgentState {
   hash: string;
 }
 
+/** The state for an applied plan, with what readers derive from it computed once. */
+export function agentState(policy: ValidPolicy, desired: DesiredState, slots: Map<string, number>, hash: string): AgentState {
+  const bucketsByRule = new Map<string, DesiredBucket[]>();
+  for (const b of desired.buckets) {
+    const list = bucketsByRule.get(b.rule);
+    if (list) list.push(b);
+    else bucketsByRule.set(b.rule, [b]);
+  }
+  return { policy, desired, slots, bucketsByRule, hash };
+}
+
 /** Policy source for validation: interfaces are looked up in this network namespace. */
 const policyEnv = { interfaceExists: (name: string) => ifNameToIndex(name) !== 0 };
 
@@ -174,13 +185,7 @@ export class Agent {
     const plan = applyDesired(dp, desired);
     this.ifaces!.sync(desired.interfaces, force);
     const ms = Number(process.hrtime.bigint() - t0) / 1e6;
-    const bucketsByRule = new Map<string, DesiredBucket[]>();
-    for (const b of desired.buckets) {
-      const list = bucketsByRule.get(b.rule);
-      if (list) list.push(b);
-      else bucketsByRule.set(b.rule, [b]);
-    }
-    this.current = { policy, desired, slots: plan.slots, bucketsByRule, hash };
+    this.current = agentState(policy, desired, plan.slots, hash);
     const result = {
       buckets: desired.buckets.length,
       ruleWrites: plan.rules.length,

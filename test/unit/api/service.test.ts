@@ -8,7 +8,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import pino from 'pino';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
-import { hashText, type Agent } from '../../../src/controller/agent.js';
+import { agentState, hashText, type Agent } from '../../../src/controller/agent.js';
 import { AgentService } from '../../../src/controller/service.js';
 import { PersistError, PolicyChangeError, PolicyError, PolicyFileInvalidError, RuleNotFoundError } from '../../../src/errors.js';
 import { parsePolicy, planPolicy, validatePolicy, type ValidPolicy } from '../../../src/policy/index.js';
@@ -35,13 +35,13 @@ function standIn(policyPath: string) {
   const initial = validateText(text).policy;
   const agent = {
     policyPath,
-    state: { policy: initial, desired: planPolicy(initial), slots: new Map<string, number>(), hash: hashText(text) },
+    state: agentState(initial, planPolicy(initial), new Map<string, number>(), hashText(text)),
     dataPlane: { cpus: 1, maps: { ps_counters: { get: () => undefined, readAll: () => ({ values: Buffer.alloc(0), count: 0 }), stride: 8 } } },
     interfaces: () => [],
     validateText,
     applyPolicy(policy: ValidPolicy, hash: string, reason: string) {
       applied.push({ rules: policy.rules.map((r) => `${r.name}=${r.rateBps}`), reason });
-      agent.state = { policy, desired: planPolicy(policy), slots: new Map(), hash };
+      agent.state = agentState(policy, planPolicy(policy), new Map(), hash);
       return { buckets: 0, ruleWrites: 0, portWrites: 0, released: 0, ms: 0 };
     },
     serialize<T>(fn: () => Promise<T>): Promise<T> {
