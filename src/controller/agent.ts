@@ -11,6 +11,7 @@ import type { Logger } from 'pino';
 import { formatDiagnostic, PolicyError, type Diagnostic } from '../errors.js';
 import { applyDesired } from '../kernel/apply.js';
 import { DataPlane } from '../kernel/dataplane.js';
+import { libbpfVersion } from '../kernel/libbpf.js';
 import type { DesiredBucket, DesiredState } from '../kernel/desired.js';
 import { ifNameToIndex } from '../kernel/libc.js';
 import { readPolicyText, parsePolicy, planPolicy, validatePolicy, type ValidPolicy } from '../policy/index.js';
@@ -102,7 +103,7 @@ export class Agent {
     this.dp = DataPlane.open({ pinDir: policy.pinDir, objectPath: this.opts.objectPath });
     const meta = this.dp.meta();
     this.log.info(
-      { pinDir: policy.pinDir, adopted: this.dp.adopted, layout: meta.layout_version },
+      { pinDir: policy.pinDir, adopted: this.dp.adopted, layout: meta.layout_version, libbpf: libbpfVersion() },
       this.dp.adopted ? 'adopted pinned maps: credit and counters carry on' : 'created pinned maps',
     );
     this.ifaces = new InterfaceSync(this.dp, this.log);

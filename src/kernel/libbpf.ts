@@ -100,14 +100,11 @@ const fn = {
   bpf_object__find_map_by_name: lib.func('void *bpf_object__find_map_by_name(void *obj, const char *name)'),
   bpf_object__find_program_by_name: lib.func('void *bpf_object__find_program_by_name(void *obj, const char *name)'),
   bpf_map__set_pin_path: lib.func('int bpf_map__set_pin_path(void *map, const char *path)'),
-  bpf_map__set_max_entries: lib.func('int bpf_map__set_max_entries(void *map, uint32_t max_entries)'),
   bpf_map__set_initial_value: lib.func('int bpf_map__set_initial_value(void *map, const void *data, size_t size)'),
   bpf_map__fd: lib.func('int bpf_map__fd(void *map)'),
-  bpf_map__is_pinned: lib.func('bool bpf_map__is_pinned(void *map)'),
   bpf_program__fd: lib.func('int bpf_program__fd(void *prog)'),
   bpf_obj_get: lib.func('int bpf_obj_get(const char *path)'),
   bpf_map_lookup_elem: lib.func('int bpf_map_lookup_elem(int fd, const void *key, void *value)'),
-  bpf_map_lookup_elem_flags: lib.func('int bpf_map_lookup_elem_flags(int fd, const void *key, void *value, uint64_t flags)'),
   bpf_map_update_elem: lib.func('int bpf_map_update_elem(int fd, const void *key, const void *value, uint64_t flags)'),
   bpf_map_delete_elem: lib.func('int bpf_map_delete_elem(int fd, const void *key)'),
   bpf_map_lookup_batch: lib.func(
@@ -253,11 +250,6 @@ export function setPinPath(map: BpfMap, path: string): void {
   check(`set pin path ${path}`, fn.bpf_map__set_pin_path(map, path) as number);
 }
 
-/** Size a map before load. */
-export function setMaxEntries(map: BpfMap, entries: number): void {
-  check(`set max_entries ${entries}`, fn.bpf_map__set_max_entries(map, entries) as number);
-}
-
 /** Replace a global-data map's initial contents (e.g. .rodata constants) before load. */
 export function setInitialValue(map: BpfMap, data: Buffer): void {
   check('set initial value', fn.bpf_map__set_initial_value(map, data, data.length) as number);
@@ -301,11 +293,10 @@ export function objGet(path: string): number {
 // map element operations (keys and values are caller-encoded buffers)
 
 export const BPF_ANY = 0;
-export const BPF_F_LOCK = 4;
 
 /** Look one element up; returns false when the key does not exist. */
-export function lookupElem(fd: number, key: Buffer, value: Buffer, what: string, flags = 0): boolean {
-  const ret = (flags ? fn.bpf_map_lookup_elem_flags(fd, key, value, flags) : fn.bpf_map_lookup_elem(fd, key, value)) as number;
+export function lookupElem(fd: number, key: Buffer, value: Buffer, what: string): boolean {
+  const ret = fn.bpf_map_lookup_elem(fd, key, value) as number;
   if (ret < 0) {
     const errno = ret === -1 ? koffi.errno() : -ret;
     if (errno === ENOENT) return false;
