@@ -5,7 +5,6 @@
  * removes our filters from interfaces the policy no longer names.
  */
 import type { Logger } from 'pino';
-import { PortshaperError } from '../errors.js';
 import type { DataPlane } from '../kernel/dataplane.js';
 import type { DesiredInterface } from '../kernel/desired.js';
 import { ifNameToIndex } from '../kernel/libc.js';
@@ -106,12 +105,7 @@ export class InterfaceSync {
     for (const ifindex of this.dp.interfaces().keys()) {
       if (keep.has(ifindex)) continue;
       this.dp.removeInterface(ifindex);
-      try {
-        this.dp.detach(ifindex, `ifindex ${ifindex}`);
-      } catch (err) {
-        // Gone already (ENODEV): nothing of ours is left on it.
-        if (!(err instanceof PortshaperError)) throw err;
-      }
+      this.dp.detach(ifindex, `ifindex ${ifindex}`);
       this.log.info({ ifindex }, 'detached from interface no longer in the policy');
     }
   }

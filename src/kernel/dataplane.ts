@@ -72,9 +72,24 @@ export const TC_FILTER: TcFilterId = { handle: 0x5053, priority: 0x5053 };
 
 const BPF_FS_MAGIC = 0xcafe4a11;
 
-/** Map names as in portshaper.bpf.c; each is pinned at <pinDir>/<name>. */
-export const MAP_NAMES = ['ps_ports', 'ps_rules', 'ps_buckets', 'ps_counters', 'ps_ifaces', 'ps_global', 'ps_meta'] as const;
-type MapName = (typeof MAP_NAMES)[number];
+/**
+ * Every map of portshaper.bpf.c, pinned at <pinDir>/<name>: the one table of
+ * their shapes, used to open them, to check pins before adopting them, and
+ * to read pins without loading the program.
+ */
+const MAP_SPECS = {
+  ps_ports: { valueSize: 4, perCpu: false, maxEntries: PS.PS_PORT_TABLE_SIZE },
+  ps_rules: { valueSize: psRule.size, perCpu: false, maxEntries: PS.PS_MAX_SLOTS },
+  ps_buckets: { valueSize: psBucket.size, perCpu: false, maxEntries: PS.PS_MAX_SLOTS },
+  ps_counters: { valueSize: psCounters.size, perCpu: true, maxEntries: PS.PS_MAX_SLOTS },
+  ps_ifaces: { valueSize: psIface.size, perCpu: false, maxEntries: PS.PS_MAX_IFACES },
+  ps_global: { valueSize: psGlobal.size, perCpu: true, maxEntries: PS.PS_MAX_IFACES * 2 },
+  ps_meta: { valueSize: psMeta.size, perCpu: false, maxEntries: 1 },
+} as const;
+type MapName = keyof typeof MAP_SPECS;
+
+/** Map names; each is pinned at <pinDir>/<name>. */
+export const MAP_NAMES = Object.keys(MAP_SPECS) as MapName[];
 
 /** The hooks of one interface. */
 export interface Hooks {
@@ -110,20 +125,30 @@ export function ensureBpffs(dir: string): void {
  * value sizes are the ones this build reads: a pin from another layout must
  * be refused, never read into a buffer sized for ours.
  */
-function openPinnedMap(pinDir: string, name: MapName, valueSize: number): number {
+function openPinnedMap(pinDir: string, name: MapName): number {
+  const spec = MAP_SPECS[name];
   const fd = objGet(join(pinDir, name));
   const info = mapInfo(fd, join(pinDir, name));
-  if (info.keySize !== 4 || info.valueSize !== valueSize) {
+  if (info.keySize !== 4 || info.valueSize !== spec.valueSize || info.maxEntries !== spec.maxEntries) {
     closeFd(fd);
-    throw new PinLayoutError(pinDir, `unknown (${name} has ${info.keySize}-byte keys and ${info.valueSize}-byte values)`, PS.PS_LAYOUT_VERSION);
+    throw new PinLayoutError(
+      pinDir,
+      `unknown (${name} has ${info.keySize}-byte keys and ${info.valueSize}-byte values, ${info.maxEntries} entries)`,
+      PS.PS_LAYOUT_VERSION,
+    );
   }
   return fd;
 }
 
-/** Read the layout record of existing pins: null if there are none. */
+/**
+ * Check every existing pin's shape, then read the layout record: null if
+ * there are no pins. A partial set (a crash while pinning) is fine: libbpf
+ * pins the missing maps.
+ */
 function readPinnedMeta(pinDir: string): PsMeta | null {
+  for (const name of MAP_NAMES) if (existsSync(join(pinDir, name))) closeFd(openPinnedMap(pinDir, name));
   if (!existsSync(join(pinDir, 'ps_meta'))) return null;
-  const fd = openPinnedMap(pinDir, 'ps_meta', psMeta.size);
+  const fd = openPinnedMap(pinDir, 'ps_meta');
   try {
     const value = Buffer.alloc(psMeta.size);
     if (!lookupElem(fd, u32(0), value, 'ps_meta[0]')) return null;
@@ -153,17 +178,9 @@ export class DataPlane {
     private readonly testClockFd: number | null,
   ) {
     this.cpus = possibleCpus();
-    const shape = (name: MapName, valueSize: number, perCpu: boolean, maxEntries: number) =>
-      new U32Map(mapFd(findMap(obj, name)), { name, valueSize, perCpu, cpus: this.cpus, maxEntries });
-    this.maps = {
-      ps_ports: shape('ps_ports', 4, false, PS.PS_PORT_TABLE_SIZE),
-      ps_rules: shape('ps_rules', psRule.size, false, PS.PS_MAX_SLOTS),
-      ps_buckets: shape('ps_buckets', psBucket.size, false, PS.PS_MAX_SLOTS),
-      ps_counters: shape('ps_counters', psCounters.size, true, PS.PS_MAX_SLOTS),
-      ps_ifaces: shape('ps_ifaces', psIface.size, false, PS.PS_MAX_IFACES),
-      ps_global: shape('ps_global', psGlobal.size, true, PS.PS_MAX_IFACES * 2),
-      ps_meta: shape('ps_meta', psMeta.size, false, 1),
-    };
+    this.maps = Object.fromEntries(
+      MAP_NAMES.map((name) => [name, new U32Map(mapFd(findMap(obj, name)), { name, ...MAP_SPECS[name], cpus: this.cpus })]),
+    ) as Record<MapName, U32Map>;
     const ports = mmapMap(this.maps.ps_ports.fd, PORT_ELEM * PS.PS_PORT_TABLE_SIZE, 'ps_ports');
     const rules = mmapMap(this.maps.ps_rules.fd, roundUp8(psRule.size) * PS.PS_MAX_SLOTS, 'ps_rules');
     this.mappings = [ports, rules];
@@ -198,14 +215,7 @@ export class DataPlane {
         on.writeUInt32LE(1);
         setInitialValue(findMap(obj, '.rodata.testclock'), on);
       }
-      try {
-        loadObject(obj, objectPath);
-      } catch (err) {
-        if (adopted || !(err instanceof PortshaperError) || !/reuse pinned map/.test(String(err.message))) throw err;
-        // Pins without a ps_meta record but with other maps that do not
-        // match: an older or foreign layout.
-        throw new PinLayoutError(pinDir, 'unknown (pins without ps_meta)', PS.PS_LAYOUT_VERSION);
-      }
+      loadObject(obj, objectPath);
       const programs = {
         ingress: programFd(findProgram(obj, 'ps_ingress')),
         egress: programFd(findProgram(obj, 'ps_egress')),
@@ -336,18 +346,13 @@ export class DataPlane {
  */
 export function detachPinned(pinDir: string): number[] {
   if (!existsSync(join(pinDir, 'ps_ifaces'))) return [];
-  const ifaces = new U32Map(openPinnedMap(pinDir, 'ps_ifaces', psIface.size), { name: 'ps_ifaces', valueSize: psIface.size, perCpu: false, cpus: 1, maxEntries: PS.PS_MAX_IFACES });
+  const ifaces = new U32Map(openPinnedMap(pinDir, 'ps_ifaces'), { name: 'ps_ifaces', ...MAP_SPECS.ps_ifaces, cpus: 1 });
   try {
     const { keys, count } = ifaces.readAll();
     const done: number[] = [];
     for (const ifindex of keys.subarray(0, count)) {
-      try {
-        tcDetach(ifindex, BPF_TC_INGRESS, TC_FILTER, `tc ingress of ifindex ${ifindex}`);
-        tcDetach(ifindex, BPF_TC_EGRESS, TC_FILTER, `tc egress of ifindex ${ifindex}`);
-      } catch (err) {
-        // ENODEV: the interface is gone, and our filters with it.
-        if (!(err instanceof PortshaperError)) throw err;
-      }
+      tcDetach(ifindex, BPF_TC_INGRESS, TC_FILTER, `tc ingress of ifindex ${ifindex}`);
+      tcDetach(ifindex, BPF_TC_EGRESS, TC_FILTER, `tc egress of ifindex ${ifindex}`);
       ifaces.delete(ifindex);
       done.push(ifindex);
     }

@@ -158,6 +158,7 @@ export function takeLibbpfLog(): string {
 export const ENOENT = osConstants.errno.ENOENT;
 export const EEXIST = osConstants.errno.EEXIST;
 export const EPERM = osConstants.errno.EPERM;
+export const ENODEV = osConstants.errno.ENODEV;
 
 /** Fix hints for errors an operator meets in practice, by errno. */
 function hintFor(operation: string, errno: number): string | undefined {
@@ -393,10 +394,13 @@ export function tcAttach(ifindex: number, point: TcHookPoint, id: TcFilterId, pr
   return o.prog_id;
 }
 
-/** Remove our filter from one hook; returns false if it was not there. */
+/**
+ * Remove our filter from one hook; returns false if it was not there — also
+ * when the interface itself is gone (ENODEV): its filters went with it.
+ */
 export function tcDetach(ifindex: number, point: TcHookPoint, id: TcFilterId, what: string): boolean {
   const ret = fn.bpf_tc_detach(hook(ifindex, point), opts(id)) as number;
-  if (ret === -ENOENT) return false;
+  if (ret === -ENOENT || ret === -ENODEV) return false;
   check(`detach ${what}`, ret, 'PS_TC_DETACH');
   return true;
 }
