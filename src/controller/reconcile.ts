@@ -15,8 +15,10 @@ import { PS, portIndex, type PsRule } from '../kernel/layout.js';
 export interface KernelSnapshot {
   /** In-use rule slots: slot → configuration. */
   rules: Map<number, PsRule>;
-  /** ps_ports, one u32 slot id per index (0 = no rule). */
+  /** ps_ports: the slot id (0 = no rule) of index i is at ports[i * portStride]. */
   ports: Uint32Array;
+  /** 1 for a compact copy; 2 for the kernel's mmap view (array elements are 8-byte aligned). */
+  portStride: number;
   /** Slots available (PS_MAX_SLOTS unless the map was sized otherwise). */
   maxSlots: number;
 }
@@ -150,17 +152,17 @@ export function reconcile(desired: DesiredState, snapshot: KernelSnapshot): Writ
   const release = [...snapshot.rules.keys()].filter((slot) => !kept.has(slot)).sort((a, b) => a - b);
 
   const want = portTable(desired, slots);
-  const have = snapshot.ports;
-  let changed = 0;
-  for (let i = 0; i < want.length; i++) if (want[i] !== have[i]) changed++;
-  const portIndexes = new Uint32Array(changed);
-  const portSlots = new Uint32Array(changed);
-  for (let i = 0, j = 0; i < want.length; i++) {
-    if (want[i] !== have[i]) {
-      portIndexes[j] = i;
-      portSlots[j++] = want[i]!;
+  const { ports: have, portStride: stride } = snapshot;
+  const indexes: number[] = [];
+  const values: number[] = [];
+  for (let i = 0; i < want.length; i++) {
+    if (want[i] !== have[i * stride]) {
+      indexes.push(i);
+      values.push(want[i]!);
     }
   }
+  const portIndexes = Uint32Array.from(indexes);
+  const portSlots = Uint32Array.from(values);
   // A slot released while a port still points at it would count traffic for
   // a dead rule; the port writes above clear those pointers first.
   return { rules, portIndexes, portSlots, release, slots };

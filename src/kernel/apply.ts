@@ -20,10 +20,9 @@ export function snapshot(dp: DataPlane): KernelSnapshot {
     // Cheap test on the flags word before decoding the whole struct.
     if (view.readUInt32LE(slot * stride + flagsAt) & PS.PS_RULE_IN_USE) rules.set(slot, psRule.decode(view, slot * stride));
   }
-  const ports = new Uint32Array(PS.PS_PORT_TABLE_SIZE);
-  const src = dp.portsView;
-  for (let i = 0; i < ports.length; i++) ports[i] = src[2 * i]!;
-  return { rules, ports, maxSlots: PS.PS_MAX_SLOTS };
+  // The port table is diffed in place through the mmap view: no 8 MiB copy.
+  // Call inside the agent's serialize(), so nothing else writes it meanwhile.
+  return { rules, ports: dp.portsView, portStride: 2, maxSlots: PS.PS_MAX_SLOTS };
 }
 
 /** Perform a write plan: fresh slots zeroed, rules written, ports switched, old slots released. */
