@@ -3,7 +3,7 @@
 SHELL := /bin/bash
 CLANG ?= clang
 ARCH_INCLUDE := /usr/include/$(shell uname -m)-linux-gnu
-BPF_CFLAGS := -O2 -g -target bpf -Wall -Werror -I$(ARCH_INCLUDE) -Ibpf
+BPF_CFLAGS := -O2 -g -target bpf -mcpu=v3 -Wall -Werror -I$(ARCH_INCLUDE) -Ibpf
 BPF_OBJ := bpf/portshaper.bpf.o
 BPF_SRC := bpf/portshaper.bpf.c bpf/portshaper.h $(wildcard bpf/lib/*.h)
 TS_SRC := $(shell find src -name '*.ts') tsconfig.json package.json

@@ -1,7 +1,8 @@
 // SPDX-License-Identifier: (GPL-2.0-only OR BSD-2-Clause)
 /*
- * portshaper: per-port token-bucket policer on tc clsact (cls_bpf,
- * direct-action). Entry points only; parsing and the bucket live in lib/.
+ * portshaper: per-port rate limits on tc clsact (cls_bpf, direct-action):
+ * police (drop), monitor (count) or shape (classify into the rule's HTB
+ * class, which queues). Entry points only; parsing and the bucket live in lib/.
  */
 #include <linux/bpf.h>
 #include <linux/pkt_cls.h>
@@ -24,6 +25,7 @@ const volatile struct {
 	enum ps_side side;
 	enum ps_mode mode;
 	enum ps_rule_flags rule_flags;
+	enum ps_iface_flags iface_flags;
 	enum ps_global_kind global_kind;
 	enum ps_port_index port_index;
 } ps_btf_anchor __attribute__((used));
@@ -123,7 +125,7 @@ static __always_inline void ps_count_global(__u32 row, __u32 dir, int kind, __u6
 static __always_inline __u32 ps_lookup_slot(__u32 profile, __u32 dir, __u32 proto,
 					    __u32 side, __u16 port)
 {
-	__u32 idx = ((((profile * 2 + dir) * 2 + proto) * 2 + side) << 16) | port;
+	__u32 idx = ps_port_index(profile, dir, proto, side, port);
 	__u32 *slot = bpf_map_lookup_elem(&ps_ports, &idx);
 
 	return slot ? *slot : 0;
@@ -137,9 +139,9 @@ static __always_inline int ps_classify(struct __sk_buff *skb, const __u32 dir)
 	struct ps_bucket *bucket;
 	struct ps_rule *rule;
 	struct ps_pkt pkt = {};
-	__u32 slot, row;
-	__u64 wire, cost;
-	int kind;
+	__u32 slot, row, lost = 0;
+	__u64 wire;
+	int kind, verdict;
 
 	/* Attached but not (or no longer) registered: not ours to judge. */
 	if (!ifc) {
@@ -157,14 +159,18 @@ static __always_inline int ps_classify(struct __sk_buff *skb, const __u32 dir)
 		bpf_skb_pull_data(skb, skb->len < PS_PARSE_PULL ? skb->len : PS_PARSE_PULL);
 		kind = ps_parse(skb, &pkt);
 	}
-	if (kind != PS_G_MATCHED || ifc->profile >= PS_MAX_PROFILES) {
+	if (kind != PS_PARSED || ifc->profile >= PS_MAX_PROFILES) {
 		ps_count_global(row, dir, kind, skb->len);
 		return PS_PASS;
 	}
 
 	slot = ps_lookup_slot(ifc->profile, dir, pkt.proto, PS_SIDE_LOCAL,
 			      dir == PS_DIR_INGRESS ? pkt.dport : pkt.sport);
-	if (!slot)
+	/* The remote-port half of the table is only read when the profile has
+	 * remote rules in this direction: an unmatched packet then costs one
+	 * lookup in the 16 MiB table, not two. */
+	if (!slot && (ifc->flags & (dir == PS_DIR_INGRESS ? PS_IFACE_REMOTE_INGRESS
+							  : PS_IFACE_REMOTE_EGRESS)))
 		slot = ps_lookup_slot(ifc->profile, dir, pkt.proto, PS_SIDE_REMOTE,
 				      dir == PS_DIR_INGRESS ? pkt.sport : pkt.dport);
 	rule = slot ? bpf_map_lookup_elem(&ps_rules, &slot) : NULL;
@@ -176,20 +182,40 @@ static __always_inline int ps_classify(struct __sk_buff *skb, const __u32 dir)
 	}
 
 	wire = ps_wire_bytes(skb, pkt.hdr_len);
-	ps_count_global(row, dir, PS_G_MATCHED, wire);
-
-	if (rule->rate_bps) {
-		cost = ps_cost_ns(wire, rule->rate_bps);
-		if (!ps_bucket_take(bucket, rule->burst_ns, cost, ps_now())) {
-			if (rule->mode != PS_MODE_MONITOR) {
-				cnt->drop_pkts++;
-				cnt->drop_bytes += wire;
-				return PS_DROP;
-			}
-			cnt->over_pkts++;
-			cnt->over_bytes += wire;
-		}
+	if (!rule->rate_bps) {
+		cnt->pass_pkts++;
+		cnt->pass_bytes += wire;
+		return PS_PASS;
 	}
+
+	verdict = ps_bucket_take(bucket, rule, ps_cost_ns(wire, rule->rate_bps), ps_now(),
+				 pkt.ecn != 0, &lost);
+	if (lost)
+		cnt->cas_retries += lost;
+	if (verdict == PS_V_CONTENDED) {
+		/* Stated verdict of a bucket that several CPUs keep winning: it is
+		 * busy, so err on the side of the limit. Police drops, monitor
+		 * counts it over; shape lets HTB queue it uncharged (the class
+		 * still holds the rate; the virtual queue misses one packet). */
+		cnt->cas_exhausted++;
+		verdict = rule->mode == PS_MODE_SHAPE ? PS_V_PASS : PS_V_OVER;
+	}
+	if (verdict == PS_V_OVER) {
+		if (rule->mode != PS_MODE_MONITOR) {
+			cnt->drop_pkts++;
+			cnt->drop_bytes += wire;
+			return PS_DROP;
+		}
+		cnt->over_pkts++;
+		cnt->over_bytes += wire;
+	} else if (verdict == PS_V_MARK && bpf_skb_ecn_set_ce(skb)) {
+		cnt->mark_pkts++;
+		cnt->mark_bytes += wire;
+	}
+	/* HTB reads skb->priority before any filter: a value equal to one of
+	 * its class ids puts the packet in that class (htb_classify()). */
+	if (rule->mode == PS_MODE_SHAPE)
+		skb->priority = rule->classid;
 	cnt->pass_pkts++;
 	cnt->pass_bytes += wire;
 	return PS_PASS;

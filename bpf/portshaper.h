@@ -13,7 +13,7 @@
 
 /* Bump whenever a pinned map's key, value or meaning changes: an agent refuses
  * pins whose ps_meta carries another version instead of misreading them. */
-enum ps_layout { PS_LAYOUT_VERSION = 1 };
+enum ps_layout { PS_LAYOUT_VERSION = 2 };
 
 enum ps_limits {
 	PS_PORTS = 65536,
@@ -26,6 +26,10 @@ enum ps_limits {
 	PS_MAX_IFACES = 64,
 	/* Bounded IPv6 extension-header walk (RFC 8200 order has at most 6 before L4). */
 	PS_MAX_EXTHDRS = 6,
+	/* Compare-and-swap attempts on one bucket per packet. A failed attempt
+	 * means another CPU advanced the bucket meanwhile (progress), so four
+	 * are exhausted only on a bucket several CPUs hammer at once. */
+	PS_CAS_TRIES = 4,
 };
 
 enum ps_dir { PS_DIR_INGRESS = 0, PS_DIR_EGRESS = 1 };
@@ -34,10 +38,22 @@ enum ps_proto { PS_PROTO_TCP = 0, PS_PROTO_UDP = 1 };
  * destination, egress: source) or the remote one (ingress: source, egress:
  * destination). Local rules win when both match. */
 enum ps_side { PS_SIDE_LOCAL = 0, PS_SIDE_REMOTE = 1 };
-enum ps_mode { PS_MODE_ENFORCE = 0, PS_MODE_MONITOR = 1 };
+/*
+ * police:  drop what exceeds rate x time + burst (ECN-capable packets within
+ *          ecn_ns past the burst are marked CE and pass instead);
+ * monitor: drop nothing, count what police would have dropped;
+ * shape:   egress only: queue in the rule's HTB class (skb->priority), which
+ *          releases at the rate; the bucket is a virtual queue that marks CE
+ *          past ecn_ns of queueing delay and drops past horizon_ns.
+ */
+enum ps_mode { PS_MODE_POLICE = 0, PS_MODE_MONITOR = 1, PS_MODE_SHAPE = 2 };
 
 /* Bits of ps_rule.flags. */
 enum ps_rule_flags { PS_RULE_IN_USE = 1 };
+
+/* Bits of ps_iface.flags: the interface's profile has side: remote rules in
+ * that direction. Without them the second port lookup is skipped. */
+enum ps_iface_flags { PS_IFACE_REMOTE_INGRESS = 1, PS_IFACE_REMOTE_EGRESS = 2 };
 
 /* Columns of struct ps_global. */
 enum ps_global_kind {
@@ -45,8 +61,10 @@ enum ps_global_kind {
 	PS_G_UNPARSED = 1,	/* truncated or malformed headers */
 	PS_G_FRAGMENT = 2,	/* non-first fragments: they carry no ports */
 	PS_G_UNMATCHED = 3,	/* parsed, but no rule names its port */
-	PS_G_MATCHED = 4,	/* handed to a rule (see that rule's counters) */
-	PS_G_KINDS = 5,
+	PS_G_KINDS = 4,
+	/* Not a column: ps_parse() found ports. Traffic a rule matched is
+	 * counted by that rule only (no second write on the hot path). */
+	PS_PARSED = 4,
 };
 
 /*
@@ -59,23 +77,40 @@ enum ps_port_index {
 	PS_PORT_TABLE_SIZE = PS_MAX_PROFILES * 2 * 2 * 2 * PS_PORTS,
 };
 
+/* The one formula of the port table's index (portIndex() in layout.ts is its
+ * mirror; the classifier test checks both against real lookups). */
+static __always_inline __u32 ps_port_index(__u32 profile, __u32 dir, __u32 proto,
+					   __u32 side, __u32 port)
+{
+	return ((((profile * 2 + dir) * 2 + proto) * 2 + side) << 16) | (port & 0xffff);
+}
+
 /* ps_rules[slot]: configuration, written only by the controller. Kept apart
  * from the bucket state so that a rate or burst change is a plain map update
- * that cannot touch the credit (credit is time, so it stays meaningful). */
+ * that cannot touch the bucket's clock (which is time, so it stays meaningful
+ * at the new rate). */
 struct ps_rule {
 	__u64 rate_bps;		/* bits per second of wire bytes; 0 = unlimited */
 	__u64 burst_ns;		/* bucket depth, in ns of transmission at rate_bps */
 	__u64 key_hash;		/* controller's id of the bucket, to re-adopt it */
+	__u64 ecn_ns;		/* police: band past the burst where ECT packets are
+				 * marked CE instead of dropped; shape: queueing delay
+				 * past which they are marked; 0 = never mark */
+	__u64 horizon_ns;	/* shape: queueing delay past which packets drop */
 	__u32 mode;		/* enum ps_mode */
 	__u32 flags;		/* enum ps_rule_flags */
+	__u32 classid;		/* shape: HTB class id (major:minor) for skb->priority */
+	__u32 pad;
 };
 
-/* ps_buckets[slot]: token-bucket state shared by every CPU, under the lock. */
+/*
+ * ps_buckets[slot]: one GCRA ("virtual scheduling") clock per bucket, shared
+ * by every CPU and advanced with compare-and-swap (see lib/bucket.h). tat_ns
+ * is the theoretical arrival time: the bpf_ktime_get_ns() at which the bucket
+ * is full again. 0 (or any past time) = full.
+ */
 struct ps_bucket {
-	struct bpf_spin_lock lock;
-	__u32 pad;
-	__s64 credit_ns;	/* may go below zero by at most one packet (GSO debt) */
-	__u64 last_ns;		/* bpf_ktime_get_ns() of the last refill; 0 = never */
+	__u64 tat_ns;
 };
 
 /* ps_counters[slot]: per-CPU, summed by the reader. Bytes are wire bytes. */
@@ -86,12 +121,18 @@ struct ps_counters {
 	__u64 drop_bytes;
 	__u64 over_pkts;	/* monitor mode: passed although over the limit */
 	__u64 over_bytes;
+	__u64 mark_pkts;	/* passed with ECN CE set by us */
+	__u64 mark_bytes;
+	__u64 cas_retries;	/* compare-and-swap attempts lost to another CPU */
+	__u64 cas_exhausted;	/* packets that found the bucket contended PS_CAS_TRIES times */
 };
 
 /* ps_ifaces[ifindex]: which profile an interface uses and its counter row. */
 struct ps_iface {
 	__u32 profile;
 	__u32 stats_row;	/* 1..PS_MAX_IFACES-1; 0 is "unregistered" */
+	__u32 flags;		/* enum ps_iface_flags */
+	__u32 pad;
 };
 
 /* ps_global[stats_row * 2 + dir]: per-CPU traffic no rule accounts for. */

@@ -1,12 +1,29 @@
 /* SPDX-License-Identifier: (GPL-2.0-only OR BSD-2-Clause) */
 /*
- * One token bucket per rule, shared by all CPUs.
+ * One bucket per rule, shared by all CPUs, without a lock: GCRA (the "virtual
+ * scheduling" form of the generic cell rate algorithm, ITU-T I.371).
  *
- * Credit is kept in nanoseconds of transmission time at the rule's rate, as
- * act_police and nft_limit do: a packet costs len * 8e9 / rate ns, and idle
- * time adds credit one for one up to the burst. Refill, charge and verdict
- * happen under the bucket's bpf_spin_lock; per-CPU buckets would multiply the
- * rate by the number of CPUs, and a lock-free read-then-write overshoots.
+ * The bucket is one u64, tat: the time at which it is full again. A packet
+ * costs cost = wire bytes * 8e9 / rate ns of transmission. With
+ * ahead = max(tat, now) - now (work already admitted and not yet drained):
+ *   - police/monitor: the packet conforms iff ahead == 0 (a full bucket,
+ *     whatever the packet's size: a GSO super-packet larger than the burst
+ *     passes and leaves bounded debt) or ahead + cost <= burst;
+ *   - shape: every packet joins the virtual queue; it waits ahead - burst ns
+ *     behind the others and is marked CE past ecn_ns, dropped past horizon_ns.
+ * On admission tat becomes max(tat, now) + cost, written with one
+ * compare-and-swap against the tat that was judged. This is what makes it
+ * correct across CPUs: if another CPU admitted a packet between our read
+ * and our write, the swap fails and we judge again against its tat; no
+ * admission is ever lost or double-counted (a read-then-write bucket, such
+ * as per-CPU or unsynchronised ones, overshoots the rate under contention).
+ * Drops write nothing, so rejected load costs no cache-line ping-pong.
+ *
+ * Same semantics as a credit bucket kept in ns (act_police, nft_limit): a new
+ * or idle bucket holds exactly `burst`; nothing overflows after any idle time
+ * (no elapsed * rate product, and ahead is 0 once tat is in the past); now
+ * going backwards on another CPU cannot refill the bucket (max(tat, now)); a
+ * rate or burst change keeps tat, i.e. the credit in time.
  */
 #ifndef PS_BUCKET_H
 #define PS_BUCKET_H
@@ -34,51 +51,56 @@ static __always_inline __u64 ps_cost_ns(__u64 wire_bytes, __u64 rate_bps)
 	return wire_bytes * 8 * PS_NSEC_PER_SEC / rate_bps;
 }
 
+/* What the bucket says about one packet. */
+enum ps_verdict {
+	PS_V_PASS = 0,		/* admitted */
+	PS_V_MARK = 1,		/* admitted; set ECN CE (only returned for ECT packets) */
+	PS_V_OVER = 2,		/* not admitted: police drops, monitor counts, shape drops */
+	PS_V_CONTENDED = 3,	/* PS_CAS_TRIES swaps lost: not admitted, nothing written */
+};
+
 /*
- * Refill, then charge cost_ns if the packet conforms. Returns 1 to pass.
- *
- * - Overflow-safe after any idle time: elapsed is compared with the room left
- *   in the bucket before it is added, never multiplied by the rate.
- * - GSO: a packet costlier than the whole burst would otherwise never pass; it
- *   passes when the bucket is full and leaves the bucket in debt (credit < 0)
- *   by its cost, so the long-run rate stays exact (bounded debt).
- * - now was read before the lock (no helper calls under a bpf_spin_lock), so
- *   another CPU may already have stored a later last_ns: never refill
- *   backwards.
- * - A lowered burst clamps the credit at the next packet; credit and last_ns
- *   are never reset by a configuration change.
+ * Judge one packet of cost ns against the bucket at time now, and admit it
+ * (advance tat) unless the verdict is OVER or CONTENDED. ect: the packet is
+ * ECN-capable, so marking can stand in for dropping. *lost counts swaps lost
+ * to other CPUs.
  */
-static __always_inline int ps_bucket_take(struct ps_bucket *b, __u64 burst_ns,
-					  __u64 cost_ns, __u64 now)
+static __always_inline int ps_bucket_take(struct ps_bucket *b, const struct ps_rule *r,
+					  __u64 cost, __u64 now, int ect, __u32 *lost)
 {
-	__s64 burst = (__s64)burst_ns;
-	__s64 credit;
-	int pass;
+	__u64 burst = r->burst_ns;
+	__u64 band = ect ? r->ecn_ns : 0;
+	__u64 horizon = r->horizon_ns;
+	__u32 mode = r->mode;
+	int i;
 
-	bpf_spin_lock(&b->lock);
-	credit = b->credit_ns;
-	if (now > b->last_ns) {
-		__u64 elapsed = now - b->last_ns;
-		__s64 room = burst - credit;
+#pragma clang loop unroll(full)
+	for (i = 0; i < PS_CAS_TRIES; i++) {
+		__u64 tat = *(volatile __u64 *)&b->tat_ns;
+		__u64 start = tat > now ? tat : now;
+		__u64 ahead = start - now;
+		int verdict = PS_V_PASS;
 
-		if (room <= 0 || elapsed >= (__u64)room)
-			credit = burst;
-		else
-			credit += (__s64)elapsed;
-		b->last_ns = now;
-	} else if (credit > burst) {
-		credit = burst;
+		if (mode == PS_MODE_SHAPE) {
+			__u64 wait = ahead > burst ? ahead - burst : 0;
+
+			/* wait > 0 implies a queue: a lone packet always goes. */
+			if (wait > horizon)
+				return PS_V_OVER;
+			if (band && wait > band)
+				verdict = PS_V_MARK;
+		} else if (ahead && ahead + cost > burst) {
+			/* HBM-style: past the burst, an ECT packet within the band is
+			 * marked and admitted; everything else is over the limit. */
+			if (mode != PS_MODE_POLICE || ahead + cost > burst + band)
+				return PS_V_OVER;
+			verdict = PS_V_MARK;
+		}
+		if (__sync_val_compare_and_swap(&b->tat_ns, tat, start + cost) == tat)
+			return verdict;
+		(*lost)++;
 	}
-
-	if (credit >= (__s64)cost_ns || credit >= burst) {
-		credit -= (__s64)cost_ns;
-		pass = 1;
-	} else {
-		pass = 0;
-	}
-	b->credit_ns = credit;
-	bpf_spin_unlock(&b->lock);
-	return pass;
+	return PS_V_CONTENDED;
 }
 
 #endif /* PS_BUCKET_H */

@@ -32,9 +32,11 @@ struct ps_pkt {
 	__u16 dport;
 	__u32 proto;		/* enum ps_proto */
 	__u32 hdr_len;		/* bytes from the Ethernet header to the L4 payload */
+	__u32 ecn;		/* the IP header's ECN field: 0 = not ECN-capable */
 };
 
-/* Outcome of ps_parse(): PS_G_MATCHED stands for "ports found". */
+/* Outcome of ps_parse(): PS_PARSED (ports found), or the ps_global column
+ * the packet is counted under. */
 static __always_inline int ps_parse_l4(void *data, void *data_end, __u32 off,
 				       __u8 l4proto, struct ps_pkt *pkt)
 {
@@ -49,7 +51,7 @@ static __always_inline int ps_parse_l4(void *data, void *data_end, __u32 off,
 		pkt->sport = bpf_ntohs(th->source);
 		pkt->dport = bpf_ntohs(th->dest);
 		pkt->hdr_len = off + th->doff * 4;
-		return PS_G_MATCHED;
+		return PS_PARSED;
 	}
 	if (l4proto == IPPROTO_UDP) {
 		struct udphdr *uh = data + off;
@@ -60,7 +62,7 @@ static __always_inline int ps_parse_l4(void *data, void *data_end, __u32 off,
 		pkt->sport = bpf_ntohs(uh->source);
 		pkt->dport = bpf_ntohs(uh->dest);
 		pkt->hdr_len = off + sizeof(*uh);
-		return PS_G_MATCHED;
+		return PS_PARSED;
 	}
 	/* ICMP, SCTP, ESP...: IP traffic without ports a rule could name. */
 	return PS_G_UNMATCHED;
@@ -78,6 +80,7 @@ static __always_inline int ps_parse_ipv4(void *data, void *data_end, __u32 off,
 	/* Non-first fragments carry no L4 header; the first one does. */
 	if (bpf_ntohs(iph->frag_off) & IPV4_FRAG_OFFSET_MASK)
 		return PS_G_FRAGMENT;
+	pkt->ecn = iph->tos & 3;
 	return ps_parse_l4(data, data_end, off + iph->ihl * 4, iph->protocol, pkt);
 }
 
@@ -112,6 +115,8 @@ static __always_inline int ps_parse_ipv6(void *data, void *data_end, __u32 off,
 	if (ip6h->version != 6)
 		return PS_G_UNPARSED;
 	nexthdr = ip6h->nexthdr;
+	/* Traffic class = priority:4 . flow_lbl[0]:4 (high nibble); ECN is its low 2 bits. */
+	pkt->ecn = (ip6h->flow_lbl[0] >> 4) & 3;
 	off += sizeof(*ip6h);
 
 	/* Walk at most PS_MAX_EXTHDRS extension headers; a longer chain is
@@ -142,7 +147,7 @@ static __always_inline int ps_parse_ipv6(void *data, void *data_end, __u32 off,
 }
 
 /*
- * Parse one frame. Returns PS_G_MATCHED with pkt filled when the packet has
+ * Parse one frame. Returns PS_PARSED with pkt filled when the packet has
  * TCP/UDP ports, otherwise the enum ps_global_kind it is counted under.
  */
 static __always_inline int ps_parse(struct __sk_buff *skb, struct ps_pkt *pkt)
