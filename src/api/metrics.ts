@@ -35,6 +35,7 @@ export function renderMetrics(rules: RuleView[], stats: StatsView, build: { vers
   const packets: [Labels, number][] = [];
   const bytes: [Labels, number][] = [];
   const overPackets: [Labels, number][] = [];
+  const markedPackets: [Labels, number][] = [];
   const rates: [Labels, number][] = [];
   const bursts: [Labels, number][] = [];
   const observed: [Labels, number][] = [];
@@ -47,6 +48,7 @@ export function renderMetrics(rules: RuleView[], stats: StatsView, build: { vers
       packets.push([{ ...labels, verdict: 'pass' }, c.passedPackets], [{ ...labels, verdict: 'drop' }, c.droppedPackets]);
       bytes.push([{ ...labels, verdict: 'pass' }, c.passedBytes], [{ ...labels, verdict: 'drop' }, c.droppedBytes]);
       overPackets.push([{ ...labels, mode: rule.mode }, c.overLimitPackets]);
+      markedPackets.push([labels, c.markedPackets]);
       rates.push([labels, rule.rateBitsPerSecond / 8]);
       bursts.push([labels, rule.burstBytes]);
       const o = rule.observed[direction];
@@ -56,6 +58,7 @@ export function renderMetrics(rules: RuleView[], stats: StatsView, build: { vers
   out.family('portshaper_packets_total', 'counter', 'Packets judged by a rule, by verdict (pass or drop).', packets);
   out.family('portshaper_bytes_total', 'counter', 'Wire bytes judged by a rule, by verdict (pass or drop).', bytes);
   out.family('portshaper_over_limit_packets_total', 'counter', 'Monitor mode: packets passed although over the limit.', overPackets);
+  out.family('portshaper_ecn_marked_packets_total', 'counter', 'Packets passed with ECN CE set (shaping past the ecn delay, or policing in the ECN band).', markedPackets);
   out.family('portshaper_rule_rate_bytes_per_second', 'gauge', 'Configured rate of a rule in bytes/s (bit/s ÷ 8); 0 means unlimited (count only).', rates);
   out.family('portshaper_rule_burst_bytes', 'gauge', 'Configured bucket depth of a rule.', bursts);
   out.family('portshaper_rule_observed_bytes_per_second', 'gauge', 'Passed wire bytes/s measured by the agent over the last seconds.', observed);
@@ -63,13 +66,13 @@ export function renderMetrics(rules: RuleView[], stats: StatsView, build: { vers
   const globalPackets: [Labels, number][] = [];
   const globalBytes: [Labels, number][] = [];
   for (const row of stats.interfaces) {
-    for (const kind of ['nonIp', 'unparsed', 'fragment', 'unmatched', 'matched'] as const) {
+    for (const kind of ['nonIp', 'unparsed', 'fragment', 'unmatched'] as const) {
       const labels = { interface: row.interface, direction: row.direction, kind: snake(kind) };
       globalPackets.push([labels, row[kind].packets]);
       globalBytes.push([labels, row[kind].bytes]);
     }
   }
-  out.family('portshaper_interface_packets_total', 'counter', 'Packets seen on an interface, by kind (non_ip, unparsed, fragment, unmatched, matched).', globalPackets);
+  out.family('portshaper_interface_packets_total', 'counter', 'Packets no rule accounts for on an interface, by kind (non_ip, unparsed, fragment, unmatched); matched traffic is counted per rule.', globalPackets);
   out.family('portshaper_interface_bytes_total', 'counter', 'Bytes seen on an interface, by kind.', globalBytes);
   return out.text();
 }

@@ -32,6 +32,8 @@ const ruleFields = {
   rate: Type.String({ description: describe('rate'), examples: ['10mbit', 'unlimited'] }),
   burst: Type.String({ description: describe('burst'), examples: ['64kb', '300ms'] }),
   mode: enumOf('mode'),
+  ecn: Type.Union([Type.String(), Type.Boolean()], { description: describe('ecn'), examples: ['2ms', 'off'] }),
+  horizon: Type.String({ description: describe('horizon'), examples: ['50ms'] }),
   interfaces: Type.Array(Type.String(), { minItems: 1, description: describe('interfaces') }),
   buckets: enumOf('buckets'),
 };
@@ -46,6 +48,8 @@ export const RuleBody = Type.Object(
     rate: Type.Optional(ruleFields.rate),
     burst: Type.Optional(ruleFields.burst),
     mode: Type.Optional(ruleFields.mode),
+    ecn: Type.Optional(ruleFields.ecn),
+    horizon: Type.Optional(ruleFields.horizon),
     interfaces: Type.Optional(ruleFields.interfaces),
     buckets: Type.Optional(ruleFields.buckets),
   },
@@ -65,6 +69,8 @@ export const RulePatch = Type.Object(
     rate: removable(ruleFields.rate),
     burst: removable(ruleFields.burst),
     mode: removable(ruleFields.mode),
+    ecn: removable(ruleFields.ecn),
+    horizon: removable(ruleFields.horizon),
     interfaces: removable(ruleFields.interfaces),
     buckets: removable(ruleFields.buckets),
   },
@@ -80,6 +86,8 @@ export const DirectionCounters = Type.Object({
   droppedBytes: Type.Number(),
   overLimitPackets: Type.Number({ description: 'Monitor mode: passed although over the limit.' }),
   overLimitBytes: Type.Number(),
+  markedPackets: Type.Number({ description: 'Passed with ECN CE set by portshaper (shaping past the ecn delay, or policing in the ECN band).' }),
+  markedBytes: Type.Number(),
 });
 export type DirectionCounters = Static<typeof DirectionCounters>;
 
@@ -145,7 +153,6 @@ export const GlobalRow = Type.Object({
   unparsed: GlobalKind,
   fragment: GlobalKind,
   unmatched: GlobalKind,
-  matched: GlobalKind,
 });
 export type GlobalRow = Static<typeof GlobalRow>;
 export const StatsView = Type.Object({ interfaces: Type.Array(GlobalRow) });

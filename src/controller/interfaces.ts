@@ -17,6 +17,8 @@ export interface InterfaceState {
   profile: number;
   ingress: boolean;
   egress: boolean;
+  /** The profile has remote-side rules in that direction. */
+  remote: { ingress: boolean; egress: boolean };
   /** Program ids we attached (0 where the hook is not used). */
   progIds: { ingress: number; egress: number };
   /** Last error attaching, if any. */
@@ -47,10 +49,11 @@ export class InterfaceSync {
     for (const w of wanted) {
       const prev = this.states.get(w.name);
       const state: InterfaceState = prev && sameHooks(prev, w)
-        ? { ...prev, profile: w.profile }
-        : { name: w.name, ifindex: 0, profile: w.profile, ingress: w.ingress, egress: w.egress, progIds: { ingress: 0, egress: 0 } };
+        ? { ...prev, profile: w.profile, remote: w.remote }
+        : { name: w.name, ifindex: 0, profile: w.profile, ingress: w.ingress, egress: w.egress, remote: w.remote, progIds: { ingress: 0, egress: 0 } };
       next.set(w.name, state);
-      this.ensure(state, force || !prev || prev.profile !== w.profile || !sameHooks(prev, w));
+      const changed = !prev || prev.profile !== w.profile || !sameHooks(prev, w) || !sameHooks(prev.remote, w.remote);
+      this.ensure(state, force || changed);
     }
     this.states = next;
     this.removeStale(new Set([...next.values()].map((s) => s.ifindex).filter((i) => i > 0)));
@@ -83,7 +86,7 @@ export class InterfaceSync {
     try {
       if (moved && state.ifindex !== 0) this.dp.removeInterface(state.ifindex);
       // Register first: the program passes traffic of unregistered interfaces.
-      this.dp.setInterface(ifindex, state.profile);
+      this.dp.setInterface(ifindex, state.profile, state.remote);
       this.dp.attach(ifindex, state.name, { ingress: state.ingress, egress: state.egress });
       state.ifindex = ifindex;
       state.progIds = this.dp.attached(ifindex, state.name);

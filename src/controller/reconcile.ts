@@ -41,6 +41,8 @@ export interface WritePlan {
   release: number[];
   /** Final bucket key → slot assignment. */
   slots: Map<string, number>;
+  /** Shaped bucket key → HTB class minor (kept across reloads and restarts through ps_rule.classid). */
+  classes: Map<string, number>;
 }
 
 const DIR = { ingress: PS.PS_DIR_INGRESS, egress: PS.PS_DIR_EGRESS } as const;
@@ -64,19 +66,49 @@ export function bucketKeyHash(key: string): bigint {
   return (BigInt(h2 >>> 0) << 32n) | BigInt(h1 >>> 0);
 }
 
-/** The ps_rule value a desired bucket should have. */
-export function ruleValue(b: DesiredBucket, keyHash: bigint): PsRule {
+const MODE = { police: PS.PS_MODE_POLICE, monitor: PS.PS_MODE_MONITOR, shape: PS.PS_MODE_SHAPE } as const;
+
+/** Major number of portshaper's HTB root qdisc ("PS"); a shaped bucket's class is HTB_MAJOR:minor. */
+export const HTB_MAJOR = 0x5053;
+/** Highest class minor (0 is the qdisc itself; 0xFFFF is left alone). */
+export const MAX_CLASS_MINOR = 0xfffe;
+
+/** The 32-bit tc class id HTB_MAJOR:minor, as skb->priority carries it. */
+export function htbClassId(minor: number): number {
+  return ((HTB_MAJOR << 16) | minor) >>> 0;
+}
+
+/** The class minor a ps_rule names (0 when it does not shape or names another qdisc's class). */
+export function classMinorOf(rule: PsRule): number {
+  return rule.mode === PS.PS_MODE_SHAPE && rule.classid >>> 16 === HTB_MAJOR ? rule.classid & 0xffff : 0;
+}
+
+/** The ps_rule value a desired bucket should have; classMinor is its HTB class when it shapes. */
+export function ruleValue(b: DesiredBucket, keyHash: bigint, classMinor = 0): PsRule {
   return {
     rate_bps: BigInt(b.rateBps),
     burst_ns: BigInt(b.burstNs),
     key_hash: keyHash,
-    mode: b.mode === 'monitor' ? PS.PS_MODE_MONITOR : PS.PS_MODE_ENFORCE,
+    ecn_ns: BigInt(b.ecnNs),
+    horizon_ns: BigInt(b.horizonNs),
+    mode: MODE[b.mode],
     flags: PS.PS_RULE_IN_USE,
+    classid: b.mode === 'shape' ? htbClassId(classMinor) : 0,
+    pad: 0,
   };
 }
 
 function sameRule(a: PsRule, b: PsRule): boolean {
-  return a.rate_bps === b.rate_bps && a.burst_ns === b.burst_ns && a.key_hash === b.key_hash && a.mode === b.mode && a.flags === b.flags;
+  return (
+    a.rate_bps === b.rate_bps &&
+    a.burst_ns === b.burst_ns &&
+    a.key_hash === b.key_hash &&
+    a.ecn_ns === b.ecn_ns &&
+    a.horizon_ns === b.horizon_ns &&
+    a.mode === b.mode &&
+    a.flags === b.flags &&
+    a.classid === b.classid
+  );
 }
 
 /** Build the ps_ports image the desired state implies, given the slot of each bucket key. */
@@ -107,9 +139,10 @@ export function reconcile(desired: DesiredState, snapshot: KernelSnapshot): Writ
 
   const slots = new Map<string, number>();
   const kept = new Set<number>();
-  const rules: RuleWrite[] = [];
   const fresh: { bucket: DesiredBucket; hash: bigint }[] = [];
   const seenHash = new Map<bigint, string>();
+  // Slot found for each desired bucket (undefined: fresh), in desired order.
+  const found: (number | undefined)[] = [];
 
   for (const bucket of desired.buckets) {
     const hash = bucketKeyHash(bucket.key);
@@ -123,15 +156,23 @@ export function reconcile(desired: DesiredState, snapshot: KernelSnapshot): Writ
     }
     seenHash.set(hash, bucket.key);
     const slot = bySlotHash.get(hash);
+    found.push(slot);
     if (slot === undefined) {
       fresh.push({ bucket, hash });
       continue;
     }
     slots.set(bucket.key, slot);
     kept.add(slot);
-    const want = ruleValue(bucket, hash);
-    if (!sameRule(want, snapshot.rules.get(slot)!)) rules.push({ slot, rule: want, fresh: false });
   }
+
+  const classes = assignClasses(desired.buckets, found, snapshot);
+  const rules: RuleWrite[] = [];
+  desired.buckets.forEach((bucket, i) => {
+    const slot = found[i];
+    if (slot === undefined) return;
+    const want = ruleValue(bucket, bucketKeyHash(bucket.key), classes.get(bucket.key));
+    if (!sameRule(want, snapshot.rules.get(slot)!)) rules.push({ slot, rule: want, fresh: false });
+  });
 
   // New buckets take the lowest free slots: reading counters scans [1, max slot].
   let next = 1;
@@ -146,7 +187,7 @@ export function reconcile(desired: DesiredState, snapshot: KernelSnapshot): Writ
     }
     inUse.add(next);
     slots.set(bucket.key, next);
-    rules.push({ slot: next, rule: ruleValue(bucket, hash), fresh: true });
+    rules.push({ slot: next, rule: ruleValue(bucket, hash, classes.get(bucket.key)), fresh: true });
   }
 
   const release = [...snapshot.rules.keys()].filter((slot) => !kept.has(slot)).sort((a, b) => a - b);
@@ -165,7 +206,42 @@ export function reconcile(desired: DesiredState, snapshot: KernelSnapshot): Writ
   const portSlots = Uint32Array.from(values);
   // A slot released while a port still points at it would count traffic for
   // a dead rule; the port writes above clear those pointers first.
-  return { rules, portIndexes, portSlots, release, slots };
+  return { rules, portIndexes, portSlots, release, slots, classes };
+}
+
+/**
+ * HTB class minors of the shaped buckets: a bucket that shaped before keeps
+ * its class (so its queue and the class stay in place across reloads and
+ * restarts); the others take the lowest free minors.
+ */
+function assignClasses(buckets: DesiredBucket[], found: (number | undefined)[], snapshot: KernelSnapshot): Map<string, number> {
+  const classes = new Map<string, number>();
+  const used = new Set<number>();
+  const waiting: string[] = [];
+  buckets.forEach((bucket, i) => {
+    if (bucket.mode !== 'shape') return;
+    const slot = found[i];
+    const minor = slot === undefined ? 0 : classMinorOf(snapshot.rules.get(slot)!);
+    if (minor !== 0 && !used.has(minor)) {
+      classes.set(bucket.key, minor);
+      used.add(minor);
+    } else {
+      waiting.push(bucket.key);
+    }
+  });
+  let next = 1;
+  for (const key of waiting) {
+    while (used.has(next)) next++;
+    if (next > MAX_CLASS_MINOR) {
+      throw new CapacityError(
+        `the policy needs more than ${MAX_CLASS_MINOR} HTB classes`,
+        'shape fewer buckets: use buckets: shared for large ranges, or mode: police for some rules',
+      );
+    }
+    used.add(next);
+    classes.set(key, next);
+  }
+  return classes;
 }
 
 /** True when the plan changes nothing. */

@@ -169,7 +169,7 @@ export class AgentService implements ShaperService {
       DIRECTIONS.map((direction) => {
         const g = readGlobal(dp, row, direction);
         const kind = (k: keyof typeof g) => ({ packets: Number(g[k].pkts), bytes: Number(g[k].bytes) });
-        return { interface: name, ifindex, direction, nonIp: kind('nonIp'), unparsed: kind('unparsed'), fragment: kind('fragment'), unmatched: kind('unmatched'), matched: kind('matched') };
+        return { interface: name, ifindex, direction, nonIp: kind('nonIp'), unparsed: kind('unparsed'), fragment: kind('fragment'), unmatched: kind('unmatched') };
       }),
     );
     return { interfaces };
@@ -390,6 +390,8 @@ function toCounters(c: PsCounters): DirectionCounters {
     droppedBytes: Number(c.drop_bytes),
     overLimitPackets: Number(c.over_pkts),
     overLimitBytes: Number(c.over_bytes),
+    markedPackets: Number(c.mark_pkts),
+    markedBytes: Number(c.mark_bytes),
   };
 }
 

@@ -30,7 +30,7 @@ export function applyPlan(dp: DataPlane, plan: WritePlan): void {
   dp.assertOpen();
   const fresh = plan.rules.filter((w) => w.fresh).map((w) => w.slot);
   if (fresh.length) {
-    // Zeroed state means "full bucket at the first packet" (last_ns = 0).
+    // Zeroed state means "full bucket at the first packet" (tat_ns = 0).
     const keys = Uint32Array.from(fresh);
     dp.maps.ps_buckets.writeMany(keys, Buffer.alloc(dp.maps.ps_buckets.stride * fresh.length));
     dp.maps.ps_counters.writeMany(keys, Buffer.alloc(dp.maps.ps_counters.stride * fresh.length));
@@ -41,7 +41,10 @@ export function applyPlan(dp: DataPlane, plan: WritePlan): void {
   for (let i = 0; i < plan.portIndexes.length; i++) view[2 * plan.portIndexes[i]!] = plan.portSlots[i]!;
   writeRules(
     dp,
-    plan.release.map((slot) => [slot, { rate_bps: 0n, burst_ns: 0n, key_hash: 0n, mode: 0, flags: 0 }]),
+    plan.release.map((slot) => [
+      slot,
+      { rate_bps: 0n, burst_ns: 0n, key_hash: 0n, ecn_ns: 0n, horizon_ns: 0n, mode: 0, flags: 0, classid: 0, pad: 0 },
+    ]),
   );
 }
 

@@ -286,8 +286,10 @@ export class DataPlane {
   /**
    * Register an interface with a rule profile. Keeps its counter row if it
    * has one, otherwise takes the lowest free row (row 0 is "unregistered").
+   * remote: the profile has side: remote rules in that direction (the
+   * program skips the remote-port lookup otherwise).
    */
-  setInterface(ifindex: number, profile: number): PsIface {
+  setInterface(ifindex: number, profile: number, remote = { ingress: true, egress: true }): PsIface {
     const current = this.interfaces();
     const existing = current.get(ifindex);
     let row = existing?.stats_row;
@@ -301,7 +303,9 @@ export class DataPlane {
         });
       }
     }
-    const value = { profile, stats_row: row };
+    const flags = (remote.ingress ? PS.PS_IFACE_REMOTE_INGRESS : 0) | (remote.egress ? PS.PS_IFACE_REMOTE_EGRESS : 0);
+    const value = { profile, stats_row: row, flags, pad: 0 };
+    if (existing && existing.profile === profile && existing.flags === flags) return existing;
     this.maps.ps_ifaces.set(ifindex, psIface.encode(value));
     return value;
   }

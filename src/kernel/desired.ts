@@ -7,7 +7,8 @@
 export type Direction = 'ingress' | 'egress';
 export type Protocol = 'tcp' | 'udp';
 export type Side = 'local' | 'remote';
-export type Mode = 'enforce' | 'monitor';
+/** What a bucket does over its rate: police (drop), monitor (count), shape (queue in an HTB class; egress only). */
+export type Mode = 'police' | 'monitor' | 'shape';
 
 /** One token bucket. A rule has one per direction (and per port for a per-port range). */
 export interface DesiredBucket {
@@ -23,6 +24,10 @@ export interface DesiredBucket {
   /** Bucket depth in nanoseconds of transmission at rateBps. */
   burstNs: number;
   mode: Mode;
+  /** shape: queueing delay past which ECT packets are marked CE; police: band past the burst where they are; 0 = never. */
+  ecnNs: number;
+  /** shape: queueing delay past which packets are dropped (0 for other modes). */
+  horizonNs: number;
 }
 
 /** Ports [from, to] of one (profile, direction, protocol, side) that lead to buckets. */
@@ -44,6 +49,12 @@ export interface DesiredInterface {
   profile: number;
   ingress: boolean;
   egress: boolean;
+  /** The profile has side: remote rules in that direction (else the program skips that lookup). */
+  remote: { ingress: boolean; egress: boolean };
+  /** Keys of the shaped buckets whose HTB classes this interface's egress needs. */
+  shaped: string[];
+  /** Replace a root qdisc another tool configured (else shaping there is refused). */
+  replaceQdisc: boolean;
 }
 
 /** Everything the data plane should enforce. */

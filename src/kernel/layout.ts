@@ -7,40 +7,44 @@
 
 /** Constants of portshaper.h, by their C enum names (checked against BTF). */
 export const PS = {
-  PS_LAYOUT_VERSION: 1,
+  PS_LAYOUT_VERSION: 2,
   PS_PORTS: 65536,
   PS_MAX_PROFILES: 4,
   PS_MAX_SLOTS: 262144,
   PS_MAX_IFACES: 64,
   PS_MAX_EXTHDRS: 6,
+  PS_CAS_TRIES: 4,
   PS_DIR_INGRESS: 0,
   PS_DIR_EGRESS: 1,
   PS_PROTO_TCP: 0,
   PS_PROTO_UDP: 1,
   PS_SIDE_LOCAL: 0,
   PS_SIDE_REMOTE: 1,
-  PS_MODE_ENFORCE: 0,
+  PS_MODE_POLICE: 0,
   PS_MODE_MONITOR: 1,
+  PS_MODE_SHAPE: 2,
   PS_RULE_IN_USE: 1,
+  PS_IFACE_REMOTE_INGRESS: 1,
+  PS_IFACE_REMOTE_EGRESS: 2,
   PS_G_NON_IP: 0,
   PS_G_UNPARSED: 1,
   PS_G_FRAGMENT: 2,
   PS_G_UNMATCHED: 3,
-  PS_G_MATCHED: 4,
-  PS_G_KINDS: 5,
+  PS_G_KINDS: 4,
+  PS_PARSED: 4,
   PS_PORT_TABLE_SIZE: 2097152,
 } as const;
 
 /** Names of the ps_global columns, in enum ps_global_kind order. */
-export const GLOBAL_KINDS = ['nonIp', 'unparsed', 'fragment', 'unmatched', 'matched'] as const;
+export const GLOBAL_KINDS = ['nonIp', 'unparsed', 'fragment', 'unmatched'] as const;
 export type GlobalKind = (typeof GLOBAL_KINDS)[number];
 
-/** Index into ps_ports for one (profile, direction, protocol, side, port). */
+/** Index into ps_ports for one (profile, direction, protocol, side, port): ps_port_index() of portshaper.h. */
 export function portIndex(profile: number, dir: number, proto: number, side: number, port: number): number {
   return ((((profile * 2 + dir) * 2 + proto) * 2 + side) << 16) | port;
 }
 
-type Scalar = 'u32' | 'u64' | 's64' | 'spin_lock';
+type Scalar = 'u32' | 'u64';
 type FieldType = Scalar | { array: 'u64'; length: number };
 
 interface FieldSpec {
@@ -55,7 +59,7 @@ export interface FieldLayout {
   size: number;
 }
 
-const SCALAR_SIZE: Record<Scalar, number> = { u32: 4, u64: 8, s64: 8, spin_lock: 4 };
+const SCALAR_SIZE: Record<Scalar, number> = { u32: 4, u64: 8 };
 
 function fieldSize(t: FieldType): number {
   return typeof t === 'string' ? SCALAR_SIZE[t] : 8 * t.length;
@@ -65,7 +69,7 @@ function fieldAlign(t: FieldType): number {
 }
 
 /** TS value type of a field: u32 → number, 64-bit → bigint, arrays → bigint[]. */
-type FieldValue<T extends FieldType> = T extends 'u32' | 'spin_lock' ? number : T extends Scalar ? bigint : bigint[];
+type FieldValue<T extends FieldType> = T extends 'u32' ? number : T extends Scalar ? bigint : bigint[];
 
 type Fields = readonly (readonly [string, FieldType])[];
 type StructValue<F extends Fields> = { [K in F[number] as K[0]]: FieldValue<K[1]> };
@@ -94,16 +98,14 @@ export class Struct<F extends Fields> {
     this.size = Math.ceil(offset / maxAlign) * maxAlign;
   }
 
-  /** Write value at buf[at..at+size). Lock words are written as zero. */
+  /** Write value at buf[at..at+size). */
   encode(value: StructValue<F>, buf: Buffer = Buffer.alloc(this.size), at = 0): Buffer {
     const v = value as Record<string, unknown>;
     this.specs.forEach((spec, i) => {
       const off = at + this.fields[i]!.offset;
       const t = spec.type;
-      if (t === 'spin_lock') buf.writeUInt32LE(0, off);
-      else if (t === 'u32') buf.writeUInt32LE(v[spec.name] as number, off);
+      if (t === 'u32') buf.writeUInt32LE(v[spec.name] as number, off);
       else if (t === 'u64') buf.writeBigUInt64LE(v[spec.name] as bigint, off);
-      else if (t === 's64') buf.writeBigInt64LE(v[spec.name] as bigint, off);
       else (v[spec.name] as bigint[]).forEach((x, j) => buf.writeBigUInt64LE(x, off + 8 * j));
     });
     return buf;
@@ -115,9 +117,8 @@ export class Struct<F extends Fields> {
     this.specs.forEach((spec, i) => {
       const off = at + this.fields[i]!.offset;
       const t = spec.type;
-      if (t === 'spin_lock' || t === 'u32') out[spec.name] = buf.readUInt32LE(off);
+      if (t === 'u32') out[spec.name] = buf.readUInt32LE(off);
       else if (t === 'u64') out[spec.name] = buf.readBigUInt64LE(off);
-      else if (t === 's64') out[spec.name] = buf.readBigInt64LE(off);
       else out[spec.name] = Array.from({ length: t.length }, (_, j) => buf.readBigUInt64LE(off + 8 * j));
     });
     return out as StructValue<F>;
@@ -132,17 +133,16 @@ export const psRule = struct('ps_rule', [
   ['rate_bps', 'u64'],
   ['burst_ns', 'u64'],
   ['key_hash', 'u64'],
+  ['ecn_ns', 'u64'],
+  ['horizon_ns', 'u64'],
   ['mode', 'u32'],
   ['flags', 'u32'],
+  ['classid', 'u32'],
+  ['pad', 'u32'],
 ]);
 export type PsRule = ReturnType<typeof psRule.decode>;
 
-export const psBucket = struct('ps_bucket', [
-  ['lock', 'spin_lock'],
-  ['pad', 'u32'],
-  ['credit_ns', 's64'],
-  ['last_ns', 'u64'],
-]);
+export const psBucket = struct('ps_bucket', [['tat_ns', 'u64']]);
 export type PsBucket = ReturnType<typeof psBucket.decode>;
 
 export const psCounters = struct('ps_counters', [
@@ -152,12 +152,18 @@ export const psCounters = struct('ps_counters', [
   ['drop_bytes', 'u64'],
   ['over_pkts', 'u64'],
   ['over_bytes', 'u64'],
+  ['mark_pkts', 'u64'],
+  ['mark_bytes', 'u64'],
+  ['cas_retries', 'u64'],
+  ['cas_exhausted', 'u64'],
 ]);
 export type PsCounters = ReturnType<typeof psCounters.decode>;
 
 export const psIface = struct('ps_iface', [
   ['profile', 'u32'],
   ['stats_row', 'u32'],
+  ['flags', 'u32'],
+  ['pad', 'u32'],
 ]);
 export type PsIface = ReturnType<typeof psIface.decode>;
 
@@ -181,5 +187,16 @@ export const SHARED_STRUCTS = [psRule, psBucket, psCounters, psIface, psGlobal, 
 
 /** Zeroed counters. */
 export function zeroCounters(): PsCounters {
-  return { pass_pkts: 0n, pass_bytes: 0n, drop_pkts: 0n, drop_bytes: 0n, over_pkts: 0n, over_bytes: 0n };
+  return {
+    pass_pkts: 0n,
+    pass_bytes: 0n,
+    drop_pkts: 0n,
+    drop_bytes: 0n,
+    over_pkts: 0n,
+    over_bytes: 0n,
+    mark_pkts: 0n,
+    mark_bytes: 0n,
+    cas_retries: 0n,
+    cas_exhausted: 0n,
+  };
 }

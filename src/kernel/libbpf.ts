@@ -421,6 +421,10 @@ export function tcQuery(ifindex: number, point: TcHookPoint, id: TcFilterId, wha
 export interface TestRunResult {
   retval: number;
   durationNs: number;
+  /** The frame as the program left it (ECN marks, pulls). */
+  frameOut: Buffer;
+  /** The __sk_buff image after the run (priority, mark...), when a ctx was given. */
+  ctxOut: Buffer | null;
 }
 
 /**
@@ -428,16 +432,18 @@ export interface TestRunResult {
  * __sk_buff image (ifindex, gso_segs, gso_size... are honoured by the kernel).
  */
 export function testRun(progFd: number, frame: Buffer, ctx: Buffer | null, repeat = 1): TestRunResult {
+  const frameOut = Buffer.alloc(frame.length + 256);
+  const ctxOut = ctx ? Buffer.alloc(ctx.length) : null;
   const o = {
     sz: TEST_RUN_OPTS_SIZE,
     data_in: frame,
-    data_out: null,
+    data_out: frameOut,
     data_size_in: frame.length,
-    data_size_out: 0,
+    data_size_out: frameOut.length,
     ctx_in: ctx,
-    ctx_out: null,
+    ctx_out: ctxOut,
     ctx_size_in: ctx ? ctx.length : 0,
-    ctx_size_out: 0,
+    ctx_size_out: ctxOut ? ctxOut.length : 0,
     retval: 0,
     repeat,
     duration: 0,
@@ -446,5 +452,5 @@ export function testRun(progFd: number, frame: Buffer, ctx: Buffer | null, repea
     batch_size: 0,
   };
   check('BPF_PROG_TEST_RUN', fn.bpf_prog_test_run_opts(progFd, o) as number, 'PS_TEST_RUN');
-  return { retval: o.retval | 0, durationNs: o.duration };
+  return { retval: o.retval | 0, durationNs: o.duration, frameOut: frameOut.subarray(0, o.data_size_out), ctxOut };
 }

@@ -3,9 +3,12 @@
  * plane should hold. Pure and deterministic: the same policy always yields the
  * same, sorted output, whatever the order of its rules.
  */
-import type { DesiredBucket, DesiredInterface, DesiredPortRange, DesiredState, Direction, Protocol, Side } from '../kernel/desired.js';
+import type { DesiredBucket, DesiredInterface, DesiredPortRange, DesiredState, Direction, Mode, Protocol, Side } from '../kernel/desired.js';
 import { assignProfiles } from './profiles.js';
 import type { PolicyRule, ValidPolicy } from './types.js';
+import { DEFAULT_ECN, parseDuration } from './units.js';
+
+const DEFAULT_ECN_NS = parseDuration(DEFAULT_ECN);
 
 const DIRECTIONS: readonly Direction[] = ['ingress', 'egress'];
 const PROTOCOLS: readonly Protocol[] = ['tcp', 'udp'];
@@ -18,18 +21,11 @@ export function planPolicy(policy: ValidPolicy): DesiredState {
     policy.rules.map((r) => r.interfaces),
   );
 
-  const interfaces: DesiredInterface[] = policy.interfaces.map((iface, i) => ({
-    name: iface.name,
-    profile: profileOf[i] ?? 0,
-    ingress: iface.ingress,
-    egress: iface.egress,
-  }));
-
   // Emitting rules by name, directions in enum order and ports ascending yields buckets already sorted.
   const buckets: DesiredBucket[] = [];
   for (const rule of [...policy.rules].sort((a, b) => compareText(a.name, b.name))) {
     for (const direction of directionsOf(rule)) {
-      const shared = { rule: rule.name, direction, rateBps: rule.rateBps, burstNs: rule.burstNs, mode: rule.mode };
+      const shared = { rule: rule.name, direction, ...bucketBehaviour(rule, direction) };
       if (!rule.perPort) {
         buckets.push({ key: bucketKey(rule, direction), ...shared });
         continue;
@@ -64,7 +60,54 @@ export function planPolicy(policy: ValidPolicy): DesiredState {
   });
   ports.sort(comparePortRanges);
 
+  const interfaces: DesiredInterface[] = policy.interfaces.map((iface, i) => {
+    const profile = profileOf[i] ?? 0;
+    const mine = ports.filter((r) => r.profile === profile);
+    return {
+      name: iface.name,
+      profile,
+      ingress: iface.ingress,
+      egress: iface.egress,
+      remote: {
+        ingress: mine.some((r) => r.side === 'remote' && r.direction === 'ingress'),
+        egress: mine.some((r) => r.side === 'remote' && r.direction === 'egress'),
+      },
+      shaped: iface.egress ? shapedKeys(mine, buckets) : [],
+      replaceQdisc: iface.replaceQdisc,
+    };
+  });
+
   return { buckets, ports, interfaces: interfaces.sort((a, b) => compareText(a.name, b.name)) };
+}
+
+/**
+ * Mode, depth and ECN/horizon of one direction's bucket. shape means "shape
+ * where there is a queue": egress; ingress has none, so it polices there. An
+ * unlimited rule only counts, so it never needs a class.
+ */
+function bucketBehaviour(rule: PolicyRule, direction: Direction): Pick<DesiredBucket, 'rateBps' | 'burstNs' | 'mode' | 'ecnNs' | 'horizonNs'> {
+  const mode: Mode = rule.mode === 'shape' && (direction === 'ingress' || rule.rateBps === 0) ? 'police' : rule.mode;
+  if (mode === 'shape') {
+    return { rateBps: rule.rateBps, burstNs: rule.shapeBurstNs, mode, ecnNs: rule.ecnNs ?? DEFAULT_ECN_NS, horizonNs: rule.horizonNs };
+  }
+  // Policing: ECN-capable packets get a band as deep as the burst past it unless ecn says otherwise.
+  const ecnNs = mode === 'police' ? (rule.ecnNs ?? rule.burstNs) : 0;
+  return { rateBps: rule.rateBps, burstNs: rule.burstNs, mode, ecnNs, horizonNs: 0 };
+}
+
+/** Keys of the shaped buckets that egress port ranges of one profile lead to, sorted. */
+function shapedKeys(ranges: DesiredPortRange[], buckets: DesiredBucket[]): string[] {
+  const shaped = new Set(buckets.filter((b) => b.mode === 'shape').map((b) => b.key));
+  const keys = new Set<string>();
+  for (const r of ranges) {
+    if (r.direction !== 'egress') continue;
+    if (!r.perPort) {
+      if (shaped.has(r.bucket)) keys.add(r.bucket);
+      continue;
+    }
+    for (let p = r.from; p <= r.to; p++) if (shaped.has(`${r.bucket}/${p}`)) keys.add(`${r.bucket}/${p}`);
+  }
+  return [...keys].sort(compareText);
 }
 
 function bucketKey(rule: PolicyRule, direction: Direction): string {

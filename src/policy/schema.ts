@@ -5,7 +5,7 @@
  * after a change, regenerate the file with
  * `npx vitest run test/unit/policy/schema.test.ts -u`.
  */
-import { DEFAULT_BURST, DURATION_UNITS, RATE_UNITS, SIZE_UNITS } from './units.js';
+import { DEFAULT_BURST, DEFAULT_ECN, DEFAULT_HORIZON, DEFAULT_SHAPE_BURST, DURATION_UNITS, RATE_UNITS, SIZE_UNITS } from './units.js';
 
 type ScalarType = 'string' | 'integer' | 'boolean';
 
@@ -21,8 +21,8 @@ export interface KeySpec {
   /** Bounds of an integer value. */
   minimum?: number;
   maximum?: number;
-  /** Strings read by the units module; its parser checks them, the schema gets a pattern from its units. */
-  units?: 'rate' | 'burst';
+  /** Strings read by the units module; its parser checks them, the schema gets a pattern from its units. "duration" also takes "off". */
+  units?: 'rate' | 'burst' | 'duration';
   /** Added to type, pattern and missing-key errors: how to write a correct value. */
   hint?: string;
   /** Children of an object. */
@@ -101,15 +101,43 @@ export const RULE_KEYS: Readonly<Record<string, KeySpec>> = {
     default: DEFAULT_BURST,
     description:
       'Bucket depth: bytes (b, kb, mb, kib, mib; kb = 1024) or time at the rate (ns, us, ms, s); at most ' +
-      '60 s of traffic and at least 3028 bytes (2 full-size frames). The default, and a burst from ' +
-      'defaults, are raised to 3028 bytes at low rates.',
+      `60 s of traffic and at least 3028 bytes (2 full-size frames). Default ${DEFAULT_BURST} when policing ` +
+      `(TCP through a policer needs a bucket deeper than its 200 ms minimum RTO) and ${DEFAULT_SHAPE_BURST} when ` +
+      'shaping (how far ahead of the rate a flow may start). The default, and a burst from defaults, are ' +
+      'raised to 3028 bytes at low rates.',
     hint: 'write a size such as "64kb" or a time such as "10ms"',
   },
   mode: {
     type: 'string',
-    enum: ['enforce', 'monitor'],
-    default: 'enforce',
-    description: '"enforce" drops traffic over the limit; "monitor" only counts what would be dropped.',
+    enum: ['shape', 'police', 'monitor', 'enforce'],
+    default: 'shape',
+    description:
+      '"shape" queues traffic over the limit in an HTB class of its own and releases it at the rate (TCP sees ' +
+      'delay, not loss); ingress has no queue, so there it polices. "police" drops what exceeds rate and ' +
+      'burst ("enforce" is its former name). "monitor" only counts what police would drop.',
+  },
+  ecn: {
+    type: ['string', 'boolean'],
+    units: 'duration',
+    default: DEFAULT_ECN,
+    description:
+      'ECN: shaped traffic that waits longer than this in the queue is marked CE instead of queueing on ' +
+      '(default ' +
+      DEFAULT_ECN +
+      '); when policing, ECN-capable packets up to this much past the burst are marked instead of dropped ' +
+      '(default: as deep as the burst). "off" (or false) never marks. Packets that are not ECN-capable are ' +
+      'queued, or dropped, as without it.',
+    hint: 'write a delay such as "2ms", or "off"',
+  },
+  horizon: {
+    type: 'string',
+    units: 'duration',
+    default: DEFAULT_HORIZON,
+    description:
+      'Shaping only: a packet that would wait longer than this is dropped, which bounds the queue (and the ' +
+      'delay) of senders that TCP small queues do not hold back, such as forwarded traffic. At least two ' +
+      '64 KiB packets at the rate (raised at low rates); at most 10s.',
+    hint: 'write a delay such as "50ms"',
   },
   interfaces: {
     type: 'array',
@@ -153,6 +181,15 @@ export const POLICY_SPEC: KeySpec = {
           name: INTERFACE_NAME,
           ingress: { type: 'boolean', default: true, description: 'Attach on tc ingress (traffic arriving).' },
           egress: { type: 'boolean', default: true, description: 'Attach on tc egress (traffic leaving).' },
+          qdisc: {
+            type: 'string',
+            enum: ['keep', 'replace'],
+            default: 'keep',
+            description:
+              'Shaping installs an HTB root qdisc on the interface. "keep" never replaces a root qdisc that ' +
+              'another tool configured: shaping there is refused (PS_QDISC_FOREIGN) and nothing changes. ' +
+              '"replace" replaces it; on detach the kernel\'s default qdisc comes back, not the replaced one.',
+          },
         },
       },
     },
@@ -233,12 +270,19 @@ function toJsonSchema(spec: KeySpec): Record<string, unknown> {
 }
 
 /** A pattern accepting what the units parser reads (case-insensitively; JSON Schema has no flags). */
-function unitsPattern(kind: 'rate' | 'burst'): string {
-  const units = kind === 'rate' ? Object.keys(RATE_UNITS) : [...Object.keys(SIZE_UNITS), ...Object.keys(DURATION_UNITS)];
+function unitsPattern(kind: 'rate' | 'burst' | 'duration'): string {
+  const units =
+    kind === 'rate'
+      ? Object.keys(RATE_UNITS)
+      : kind === 'duration'
+        ? Object.keys(DURATION_UNITS)
+        : [...Object.keys(SIZE_UNITS), ...Object.keys(DURATION_UNITS)];
   // Longest first, so that an alternation engine never stops at a prefix ("m" of "mbit").
   const alternatives = [...new Set(units)].sort((a, b) => b.length - a.length || (a < b ? -1 : 1)).map(anyCase);
   const quantity = `\\s*[0-9]+(\\.[0-9]+)?\\s*(${alternatives.join('|')})\\s*`;
-  return kind === 'rate' ? `^(${quantity}|\\s*${anyCase('unlimited')}\\s*)$` : `^${quantity}$`;
+  if (kind === 'rate') return `^(${quantity}|\\s*${anyCase('unlimited')}\\s*)$`;
+  if (kind === 'duration') return `^(${quantity}|\\s*${anyCase('off')}\\s*)$`;
+  return `^${quantity}$`;
 }
 
 function anyCase(word: string): string {

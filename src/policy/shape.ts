@@ -9,7 +9,7 @@ import type { Diagnostic } from '../errors.js';
 import type { ParsedPolicy, Position } from './parse.js';
 import type { KeySpec } from './schema.js';
 import { suggestion } from './suggest.js';
-import { parseBurst, parseRate, UnitError } from './units.js';
+import { parseBurst, parseDuration, parseRate, UnitError } from './units.js';
 
 /** Collects the diagnostics of one validation run and where each path is in the file. */
 export class Findings {
@@ -194,6 +194,7 @@ class Walker {
       // Rates are complete on their own; a burst's bounds depend on its rule's rate (checked later).
       if (spec.units === 'rate') parseRate(value);
       if (spec.units === 'burst') parseBurst(value, 0);
+      if (spec.units === 'duration' && value.trim().toLowerCase() !== 'off') parseDuration(value);
     } catch (err) {
       if (!(err instanceof UnitError)) throw err;
       this.findings.error(path, at, `${where}: ${err.message}`);

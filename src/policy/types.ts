@@ -2,18 +2,22 @@
  * A validated policy: every default applied, every unit converted. Planning
  * (plan.ts) and the rest of the agent read this, never the YAML.
  */
-import type { Mode, Side } from '../kernel/desired.js';
+import type { Side } from '../kernel/desired.js';
 
 /** A rule's protocol as written: "any" is tcp and udp sharing one bucket. */
 export type RuleProtocol = 'tcp' | 'udp' | 'any';
 /** A rule's direction as written: "both" is one bucket per direction. */
 export type RuleDirection = 'ingress' | 'egress' | 'both';
+/** A rule's mode ("enforce", the 0.1 name, is read as police). shape polices on ingress, where there is no queue. */
+export type RuleMode = 'shape' | 'police' | 'monitor';
 
 /** An interface to attach to and the hooks to attach on. */
 export interface PolicyInterface {
   name: string;
   ingress: boolean;
   egress: boolean;
+  /** qdisc: replace — portshaper may replace a root qdisc another tool configured. */
+  replaceQdisc: boolean;
 }
 
 /** Settings of the REST API. */
@@ -36,9 +40,15 @@ export interface PolicyRule {
   side: Side;
   /** Bits per second; 0 = unlimited (count only). */
   rateBps: number;
-  /** Bucket depth in ns of transmission at rateBps; 0 when unlimited. */
+  /** Bucket depth in ns of transmission at rateBps for policed and monitored buckets; 0 when unlimited. */
   burstNs: number;
-  mode: Mode;
+  /** Depth of shaped buckets: the same as burstNs when the policy sets a burst, else the shaping default. */
+  shapeBurstNs: number;
+  mode: RuleMode;
+  /** ecn as written: ns, 0 for "off", undefined for the default of each mode. */
+  ecnNs?: number;
+  /** Queueing delay past which a shaped bucket drops (already raised to two 64 KiB packets at the rate). */
+  horizonNs: number;
   /** Interfaces the rule is restricted to; undefined = every interface of the policy. */
   interfaces?: string[];
   /** One bucket per port of the range instead of one for the whole range. */

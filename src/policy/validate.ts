@@ -6,7 +6,7 @@
  */
 import { isIP } from 'node:net';
 import type { Diagnostic } from '../errors.js';
-import type { Mode, Protocol, Side } from '../kernel/desired.js';
+import type { Protocol, Side } from '../kernel/desired.js';
 import { PS } from '../kernel/layout.js';
 import { findOverlaps, type PortClaim } from './overlap.js';
 import type { ParsedPolicy } from './parse.js';
@@ -14,8 +14,23 @@ import { assignProfiles } from './profiles.js';
 import { POLICY_SPEC, RULE_KEYS } from './schema.js';
 import { childPath, Findings, shapeDocument } from './shape.js';
 import { suggestion } from './suggest.js';
-import type { ApiSettings, PolicyEnv, PolicyInterface, PolicyRule, RuleDirection, RuleProtocol, ValidPolicy } from './types.js';
-import { DEFAULT_BURST, formatRate, parseBurst, parseRate, UnitError } from './units.js';
+import type { ApiSettings, PolicyEnv, PolicyInterface, PolicyRule, RuleDirection, RuleMode, RuleProtocol, ValidPolicy } from './types.js';
+import {
+  DEFAULT_BURST,
+  DEFAULT_HORIZON,
+  DEFAULT_SHAPE_BURST,
+  effectiveHorizonNs,
+  formatDuration,
+  formatRate,
+  MAX_HORIZON_NS,
+  parseBurst,
+  parseDuration,
+  parseRate,
+  UnitError,
+} from './units.js';
+
+/** HTB class minors 1..0xFFFE: one per shaped bucket (class ids are 16-bit; 0 is the qdisc, 0xFFFF reserved). */
+export const MAX_SHAPED_BUCKETS = 0xfffe;
 
 /** The outcome of validation: a policy when there are no errors, and every diagnostic (errors and warnings). */
 export interface ValidationResult {
@@ -47,6 +62,7 @@ interface RawInterface {
   name?: string;
   ingress?: boolean;
   egress?: boolean;
+  qdisc?: 'keep' | 'replace';
 }
 
 interface RawApi {
@@ -64,7 +80,9 @@ interface RawRule {
   side?: Side;
   rate?: string;
   burst?: string;
-  mode?: Mode;
+  mode?: RuleMode | 'enforce';
+  ecn?: string | boolean;
+  horizon?: string;
   interfaces?: string[];
   buckets?: 'shared' | 'per-port';
 }
@@ -88,6 +106,8 @@ interface CheckedRule {
   scope?: string[];
   claim?: PortClaim;
   buckets: number;
+  /** Buckets that shape, each needing an HTB class. */
+  shaped: number;
   rule?: PolicyRule;
 }
 
@@ -109,7 +129,7 @@ function checkInterfaces(raw: (RawInterface | undefined)[], env: PolicyEnv, find
     if (!env.interfaceExists(name)) {
       findings.warning(at, `${namePath}: interface "${name}" does not exist (yet); the agent will attach when it appears`);
     }
-    const iface = { name, ingress: item.ingress ?? true, egress: item.egress ?? true };
+    const iface = { name, ingress: item.ingress ?? true, egress: item.egress ?? true, replaceQdisc: item.qdisc === 'replace' };
     if (!iface.ingress && !iface.egress) {
       findings.warning(
         findings.valueAt(path),
@@ -169,7 +189,9 @@ function checkRules(
     const rateBps = checkRate(item, defaults, path, findings);
     // Everything a claim needs is settled: later findings (burst, name) do not change which ports it takes.
     const sound = findings.isClean(path);
-    const burstNs = rateBps === undefined ? undefined : checkBurst(item, defaults, rateBps, path, findings);
+    const bursts = rateBps === undefined ? undefined : checkBurst(item, defaults, rateBps, path, findings);
+    const ecnNs = checkEcn(item, defaults, path, findings);
+    const horizonNs = checkHorizon(item, defaults, path, findings);
     if (ports === undefined) return [];
     const protocol = item.protocol ?? defaults.protocol ?? defaultOf<RuleProtocol>('protocol');
     const direction = item.direction ?? defaults.direction ?? defaultOf<RuleDirection>('direction');
@@ -177,6 +199,16 @@ function checkRules(
     const name = checkName(item, protocol, ports, path, names, findings);
     if (name === undefined) return [];
     const perPort = ports.range && (item.buckets ?? defaults.buckets ?? defaultOf('buckets')) === 'per-port';
+    const written = item.mode ?? defaults.mode ?? defaultOf<RuleMode>('mode');
+    const mode: RuleMode = written === 'enforce' ? 'police' : written;
+    if (item.mode === 'shape' && direction === 'ingress') {
+      const modePath = childPath(path, 'mode');
+      findings.warning(
+        findings.valueAt(modePath),
+        `${modePath}: ingress has no queue to shape in, so this rule polices (drops over the limit); limit the ` +
+          `sender's egress to shape, or write mode: police to say so`,
+      );
+    }
     const directions = direction === 'both' ? (['ingress', 'egress'] as const) : [direction];
     const protocols: Protocol[] = protocol === 'any' ? ['tcp', 'udp'] : [protocol];
     const checked: CheckedRule = {
@@ -184,10 +216,11 @@ function checkRules(
       name,
       line,
       buckets: directions.length * (perPort ? ports.to - ports.from + 1 : 1),
+      shaped: mode === 'shape' && rateBps !== 0 && directions.includes('egress') ? (perPort ? ports.to - ports.from + 1 : 1) : 0,
       ...(scope ? { scope } : {}),
       ...(sound ? { claim: { from: ports.from, to: ports.to, protocols, directions, side } } : {}),
     };
-    if (rateBps === undefined || burstNs === undefined || !findings.isClean(path)) return [checked];
+    if (rateBps === undefined || bursts === undefined || horizonNs === undefined || !findings.isClean(path)) return [checked];
     const rule: PolicyRule = {
       name,
       from: ports.from,
@@ -196,8 +229,10 @@ function checkRules(
       direction,
       side,
       rateBps,
-      burstNs,
-      mode: item.mode ?? defaults.mode ?? defaultOf<Mode>('mode'),
+      ...bursts,
+      mode,
+      ...(ecnNs !== undefined ? { ecnNs } : {}),
+      horizonNs: effectiveHorizonNs(horizonNs, rateBps),
       perPort,
       line,
       ...(scope ? { interfaces: scope } : {}),
@@ -277,19 +312,36 @@ function checkRate(rule: RawRule, defaults: RawRule, path: string, findings: Fin
   return undefined;
 }
 
-function checkBurst(rule: RawRule, defaults: RawRule, rateBps: number, path: string, findings: Findings): number | undefined {
+/** Depth of policed and of shaped buckets: one burst when the policy sets it, else each mode's default. */
+function checkBurst(
+  rule: RawRule,
+  defaults: RawRule,
+  rateBps: number,
+  path: string,
+  findings: Findings,
+): { burstNs: number; shapeBurstNs: number } | undefined {
   const burstPath = childPath(path, 'burst');
   if (!findings.isClean(burstPath)) return undefined;
   if (rateBps === 0) {
     if (rule.burst !== undefined) {
       findings.warning(findings.keyAt(burstPath), `${burstPath}: a burst has no effect with rate: unlimited; remove it`);
     }
-    return 0;
+    return { burstNs: 0, shapeBurstNs: 0 };
   }
   try {
-    if (rule.burst !== undefined) return parseBurst(rule.burst, rateBps);
+    if (rule.burst !== undefined) {
+      const burstNs = parseBurst(rule.burst, rateBps);
+      return { burstNs, shapeBurstNs: burstNs };
+    }
     // Like the built-in default, a burst from defaults is meant for every rate, so it rises to the minimum.
-    return parseBurst(defaults.burst ?? DEFAULT_BURST, rateBps, { raiseToMinimum: true });
+    if (defaults.burst !== undefined) {
+      const burstNs = parseBurst(defaults.burst, rateBps, { raiseToMinimum: true });
+      return { burstNs, shapeBurstNs: burstNs };
+    }
+    return {
+      burstNs: parseBurst(DEFAULT_BURST, rateBps, { raiseToMinimum: true }),
+      shapeBurstNs: parseBurst(DEFAULT_SHAPE_BURST, rateBps, { raiseToMinimum: true }),
+    };
   } catch (err) {
     if (!(err instanceof UnitError)) throw err;
     if (rule.burst !== undefined) {
@@ -304,6 +356,40 @@ function checkBurst(rule: RawRule, defaults: RawRule, rateBps: number, path: str
     }
     return undefined;
   }
+}
+
+/** ecn as ns: 0 for off, undefined for each mode's default (true, or not set). */
+function checkEcn(rule: RawRule, defaults: RawRule, path: string, findings: Findings): number | undefined {
+  const own = rule.ecn !== undefined;
+  const value = own ? rule.ecn : defaults.ecn;
+  const where = own ? childPath(path, 'ecn') : 'defaults.ecn';
+  if (value === undefined || value === true || !findings.isClean(where)) return undefined;
+  if (value === false || value.trim().toLowerCase() === 'off') return 0;
+  const ns = parseDuration(value);
+  if (ns > MAX_HORIZON_NS) {
+    findings.error(where, findings.valueAt(where), `${where}: "${value}" is longer than ${formatDuration(MAX_HORIZON_NS)}; write a delay such as "2ms", or "off"`);
+    return undefined;
+  }
+  return ns;
+}
+
+/** horizon as ns, as written (the caller raises it to two packets at the rate). */
+function checkHorizon(rule: RawRule, defaults: RawRule, path: string, findings: Findings): number | undefined {
+  const own = rule.horizon !== undefined;
+  const text = (own ? rule.horizon : defaults.horizon) ?? DEFAULT_HORIZON;
+  const where = own ? childPath(path, 'horizon') : 'defaults.horizon';
+  if (!findings.isClean(where)) return undefined;
+  const ns = text.trim().toLowerCase() === 'off' ? -1 : parseDuration(text);
+  if (ns < 1_000_000 || ns > MAX_HORIZON_NS) {
+    findings.error(
+      where,
+      findings.valueAt(where),
+      `${where}: "${text}" is not a delay from 1ms to ${formatDuration(MAX_HORIZON_NS)}; a shaper needs a bound on its ` +
+        `queue: write a delay such as "${DEFAULT_HORIZON}"`,
+    );
+    return undefined;
+  }
+  return ns;
 }
 
 function checkName(
@@ -375,6 +461,20 @@ function checkAcrossRules(checked: CheckedRule[], interfaces: PolicyInterface[],
         `${overlap.port} ${overlap.direction} (${overlap.side} side) on ${where}; a port belongs to at most one ` +
         `rule per protocol, direction and side, so change the ports, protocol, direction, side or interfaces of one of them`,
     );
+  }
+
+  let shaped = 0;
+  for (const { index, shaped: more } of checked) {
+    shaped += more;
+    if (shaped <= MAX_SHAPED_BUCKETS) continue;
+    const path = childPath('rules', index);
+    findings.error(
+      path,
+      findings.valueAt(path),
+      `${path}: this rule brings the number of shaped buckets to ${shaped}, more than the ${MAX_SHAPED_BUCKETS} HTB ` +
+        `classes a device can hold (16-bit class ids); use buckets: shared for large ranges, or mode: police for some rules`,
+    );
+    break;
   }
 
   const capacity = PS.PS_MAX_SLOTS - 1; // slot 0 means "no rule"

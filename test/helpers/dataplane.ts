@@ -35,6 +35,9 @@ export interface TestRule {
   rateBps: number;
   burstNs: number;
   mode?: Mode;
+  /** Defaults: 0 (no ECN marking), and no horizon (0; shape tests set one). */
+  ecnNs?: number;
+  horizonNs?: number;
   perPort?: boolean;
   profile?: number;
 }
@@ -49,7 +52,15 @@ export function desiredFrom(rules: TestRule[], interfaces: DesiredState['interfa
     const protos: Protocol[] = !r.protocol || r.protocol === 'any' ? ['tcp', 'udp'] : [r.protocol];
     for (const direction of dirs) {
       const key = `${r.name}/${direction}`;
-      const base = { rule: r.name, direction, rateBps: r.rateBps, burstNs: r.burstNs, mode: r.mode ?? 'enforce' } as const;
+      const base = {
+        rule: r.name,
+        direction,
+        rateBps: r.rateBps,
+        burstNs: r.burstNs,
+        mode: r.mode ?? 'police',
+        ecnNs: r.ecnNs ?? 0,
+        horizonNs: r.horizonNs ?? 0,
+      } as const;
       if (r.perPort) for (let p = from; p <= to; p++) buckets.push({ ...base, key: `${key}/${p}`, port: p });
       else buckets.push({ ...base, key });
       for (const protocol of protos) {

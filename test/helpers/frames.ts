@@ -29,6 +29,8 @@ export interface FrameSpec {
   badVersion?: boolean;
   /** IPv4 IHL below 5 (malformed). */
   badIhl?: boolean;
+  /** The IP header's ECN field: 0 not ECT, 1 ECT(1), 2 ECT(0), 3 CE. */
+  ecn?: number;
 }
 
 const ETH_P = { ipv4: 0x0800, ipv6: 0x86dd, arp: 0x0806, vlan: 0x8100, qinq: 0x88a8 };
@@ -66,6 +68,7 @@ export function buildFrame(spec: FrameSpec): Buffer {
     const ip = Buffer.alloc(20 + opts);
     const ihl = spec.badIhl ? 4 : 5 + opts / 4;
     ip[0] = ((spec.badVersion ? 6 : 4) << 4) | ihl;
+    ip[1] = spec.ecn ?? 0;
     const body = spec.fragment === 'later' ? payload : Buffer.concat([l4hdr, payload]);
     ip.writeUInt16BE(ip.length + body.length, 2);
     ip.writeUInt16BE(spec.fragment === 'first' ? 0x2000 : spec.fragment === 'later' ? 0x2000 | 185 : 0x4000, 6);
@@ -81,6 +84,7 @@ export function buildFrame(spec: FrameSpec): Buffer {
   typeAt.buf.writeUInt16BE(ETH_P.ipv6, typeAt.off);
   const ip6 = Buffer.alloc(40);
   ip6[0] = (spec.badVersion ? 4 : 6) << 4;
+  ip6[1] = (spec.ecn ?? 0) << 4; // traffic class low nibble: its low 2 bits are ECN
   ip6[7] = 64;
   ip6[8] = 0xfd;
   ip6[23] = 1;

@@ -1,5 +1,5 @@
 /**
- * Token-bucket arithmetic in the real program, over simulated time: the
+ * Bucket arithmetic (GCRA, one CAS-advanced clock) in the real program, over simulated time: the
  * object is loaded with its test clock on (.rodata ps_test_clock = 1) and
  * each test sets ps_test_now between BPF_PROG_TEST_RUN calls, so results are
  * exact rather than subject to scheduling.
@@ -16,10 +16,12 @@ const DROP = 2;
 const NS = 1_000_000_000;
 const LO = 1;
 
-/** A UDP/IPv4 frame of exactly `size` bytes to `port`. */
-function frameOf(size: number, port: number): Buffer {
-  return buildFrame({ ip: 4, l4: 'udp', dport: port, payload: size - 42 });
+/** A UDP/IPv4 frame of exactly `size` bytes to `port` (ecn: the IP header's ECN field). */
+function frameOf(size: number, port: number, ecn = 0): Buffer {
+  return buildFrame({ ip: 4, l4: 'udp', dport: port, payload: size - 42, ecn });
 }
+const ECT0 = 2;
+const CE = 3;
 
 describeKernel('token bucket over simulated time', () => {
   let t: ReturnType<typeof openTestDataPlane>;
@@ -29,6 +31,16 @@ describeKernel('token bucket over simulated time', () => {
 
   const ctx = skbContext({ ifindex: LO });
   const send = (frame: Buffer, c: Buffer = ctx) => t.dp.testRun('ingress', frame, c).retval;
+  /** Verdict, ECN field of the frame after the run, and skb->priority (offset 32 of __sk_buff). */
+  const judge = (frame: Buffer, dir: 'ingress' | 'egress' = 'ingress') => {
+    const r = t.dp.testRun(dir, frame, ctx);
+    return { verdict: r.retval, ecn: r.frameOut[15]! & 3, priority: r.ctxOut!.readUInt32LE(32) };
+  };
+  /** Work admitted and not yet drained, in ns (burst − credit). */
+  const ahead = (name: string, dir = 'ingress') => {
+    const tat = readBucket(t.dp, slots.get(`${name}/${dir}`)!)!.tat_ns;
+    return tat > now ? tat - now : 0n;
+  };
   const advance = (ns: number | bigint) => {
     now += BigInt(ns);
     t.dp.setTestNow(now);
@@ -90,18 +102,19 @@ describeKernel('token bucket over simulated time', () => {
     let passed = 0;
     while (send(frame) === PASS && passed < 5000) passed++;
     expect(passed).toBe(1000); // exactly one burst: 1 ms / 1 µs
-    expect(bucket('idle').credit_ns).toBeGreaterThanOrEqual(0n);
-    expect(bucket('idle').credit_ns).toBeLessThan(1000n);
+    // Credit left (burst − ahead) is under one packet's cost.
+    expect(ahead('idle')).toBeLessThanOrEqual(BigInt(burstNs));
+    expect(ahead('idle')).toBeGreaterThan(BigInt(burstNs - 1000));
   });
 
   it('never refills backwards when another CPU stored a later time', () => {
     install({ name: 'back', port: 4004, direction: 'ingress', rateBps: rate, burstNs: 2 * ms });
     const frame = frameOf(1000, 4004);
     expect([send(frame), send(frame), send(frame)]).toEqual([PASS, PASS, DROP]);
-    const last = bucket('back').last_ns;
+    const tat = bucket('back').tat_ns;
     advance(-5 * ms);
-    expect(send(frame)).toBe(DROP);
-    expect(bucket('back').last_ns).toBe(last);
+    expect(send(frame), 'a clock 5 ms behind finds the bucket as empty as it was').toBe(DROP);
+    expect(bucket('back').tat_ns, 'a drop writes nothing').toBe(tat);
     advance(5 * ms + ms);
     expect(send(frame)).toBe(PASS);
   });
@@ -115,7 +128,7 @@ describeKernel('token bucket over simulated time', () => {
     const before = counters('gso');
     expect(send(frame, gso)).toBe(PASS);
     expect(counters('gso').pass_bytes - before.pass_bytes).toBe(BigInt(wire));
-    expect(bucket('gso').credit_ns).toBe(BigInt(2 * ms - wire * 1000)); // in debt by cost - burst
+    expect(ahead('gso')).toBe(BigInt(wire * 1000)); // in debt by cost - burst: its whole cost is ahead
     expect(send(frame, gso)).toBe(DROP);
     // It passes again once the bucket is full again: exactly its cost later.
     advance(wire * 1000 - 1);
@@ -124,7 +137,7 @@ describeKernel('token bucket over simulated time', () => {
     expect(send(frame, gso)).toBe(PASS);
   });
 
-  it('changes rate and burst in place: same slot, credit and counters kept', () => {
+  it('changes rate and burst in place: same slot, bucket clock and counters kept', () => {
     install({ name: 'change', port: 4006, direction: 'ingress', rateBps: rate, burstNs: 10 * ms });
     const frame = frameOf(1000, 4006);
     for (let i = 0; i < 4; i++) send(frame);
@@ -135,8 +148,10 @@ describeKernel('token bucket over simulated time', () => {
     expect(slots.get('change/ingress')).toBe(slot);
     expect(bucket('change')).toEqual(stateBefore);
     expect(counters('change')).toEqual(countersBefore);
-    // 6 ms of credit left; at half the rate a 1000-byte frame costs 2 ms.
-    expect([send(frame), send(frame), send(frame), send(frame)]).toEqual([PASS, PASS, PASS, DROP]);
+    // The 4 ms of admitted work stay ahead (time, so rate-independent); the
+    // credit is the new burst minus them: 16 ms, and at half the rate a
+    // 1000-byte frame costs 2 ms.
+    expect(Array.from({ length: 9 }, () => send(frame))).toEqual([...Array(8).fill(PASS), DROP]);
   });
 
   it('monitor mode drops nothing but counts what it would have dropped', () => {
@@ -144,6 +159,52 @@ describeKernel('token bucket over simulated time', () => {
     const frame = frameOf(1000, 4007);
     expect(Array.from({ length: 5 }, () => send(frame))).toEqual(Array(5).fill(PASS));
     expect(counters('mon')).toMatchObject({ pass_pkts: 5n, over_pkts: 2n, drop_pkts: 0n, over_bytes: 2000n });
+  });
+
+  it('police with an ECN band: ECT packets past the burst are marked CE and pass, others drop; drops write nothing', () => {
+    install({ name: 'band', port: 4009, direction: 'ingress', rateBps: rate, burstNs: 2 * ms, ecnNs: 3 * ms });
+    const ect = frameOf(1000, 4009, ECT0);
+    const plain = frameOf(1000, 4009);
+    expect([judge(ect), judge(ect)].map((r) => r.ecn), 'within the burst: passed unmarked').toEqual([ECT0, ECT0]);
+    const tat = bucket('band').tat_ns;
+    expect(send(plain), 'not ECN-capable, past the burst: dropped').toBe(DROP);
+    expect(bucket('band').tat_ns, 'the drop left the bucket as it was').toBe(tat);
+    const marked = [judge(ect), judge(ect), judge(ect)];
+    expect(marked.map((r) => [r.verdict, r.ecn]), '3 ms band: three 1 ms packets marked').toEqual([
+      [PASS, CE],
+      [PASS, CE],
+      [PASS, CE],
+    ]);
+    expect(judge(ect).verdict, 'past burst + band: dropped even when ECN-capable').toBe(DROP);
+    expect(counters('band')).toMatchObject({ pass_pkts: 5n, mark_pkts: 3n, mark_bytes: 3000n, drop_pkts: 2n });
+  });
+
+  it('shape: sets the class as skb->priority, queues virtually, marks CE past the ECN delay and drops past the horizon', () => {
+    install({ name: 'shp', port: 4010, direction: 'egress', rateBps: rate, burstNs: 2 * ms, ecnNs: 3 * ms, horizonNs: 6 * ms, mode: 'shape' });
+    // The reconciler gave the bucket class minor 1 (the first shaped bucket here); the rule carries its class id.
+    const slot = slots.get('shp/egress')!;
+    const rule = t.dp.maps.ps_rules.get(slot)!;
+    const classOf = rule.readUInt32LE(48);
+    expect(classOf >>> 16, 'class major is portshaper\'s HTB root 5053:').toBe(0x5053);
+    // Egress frames carry the port as their source port (side: local).
+    const out = (ecn: number) => buildFrame({ ip: 4, l4: 'udp', sport: 4010, dport: 9, payload: 1000 - 42, ecn });
+    const seen = Array.from({ length: 12 }, () => judge(out(ECT0), 'egress'));
+    // Each 1 ms packet joins the virtual queue: the first 2 ride the burst, the
+    // k-th waits k-2 ms; marked past 3 ms of wait, dropped past 6 ms.
+    expect(seen.map((r) => r.verdict)).toEqual([...Array(9).fill(PASS), DROP, DROP, DROP]);
+    expect(seen.map((r) => r.ecn)).toEqual([...Array(6).fill(ECT0), CE, CE, CE, ECT0, ECT0, ECT0]);
+    expect(seen.slice(0, 9).every((r) => r.priority === classOf), 'every admitted packet carries the class id').toBe(true);
+    expect(judge(out(0), 'egress').verdict, 'not ECN-capable, past the horizon: dropped too').toBe(DROP);
+    // After 3.5 ms the queue has drained to 3.5 ms of wait: admitted again, marked.
+    advance(3.5 * ms);
+    const later = judge(out(ECT0), 'egress');
+    expect([later.verdict, later.ecn]).toEqual([PASS, CE]);
+    // A lone packet on an empty queue always goes, even costlier than the horizon.
+    advance(1000 * ms);
+    const gso = skbContext({ ifindex: LO, gsoSegs: 45, gsoSize: 1458 });
+    expect(t.dp.testRun('egress', out(0), gso).retval, '64 KB on an idle shaped bucket').toBe(PASS);
+    const c = readCounters(t.dp, [slot]).get(slot)!;
+    expect(c).toMatchObject({ pass_pkts: 11n, drop_pkts: 4n, mark_pkts: 4n, drop_bytes: 4000n });
   });
 
   it('an unlimited rule (rate 0) counts and never drops', () => {

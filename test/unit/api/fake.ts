@@ -4,7 +4,7 @@ import type { ApplyView, PolicyView, ReadyView, RuleBody, RulePatch, RuleView, S
 import { PolicyChangeError, RuleNotFoundError } from '../../../src/errors.js';
 import { formatRate, parseRate } from '../../../src/policy/index.js';
 
-const counters = { passedPackets: 10, passedBytes: 15_000, droppedPackets: 2, droppedBytes: 3000, overLimitPackets: 0, overLimitBytes: 0 };
+const counters = { passedPackets: 10, passedBytes: 15_000, droppedPackets: 2, droppedBytes: 3000, overLimitPackets: 0, overLimitBytes: 0, markedPackets: 0, markedBytes: 0 };
 const observed = { bitsPerSecond: 8000, packetsPerSecond: 1, droppedBitsPerSecond: 0, droppedPacketsPerSecond: 0, windowSeconds: 5 };
 
 /** A rule view as the fake builds it. */
@@ -13,7 +13,7 @@ export function fakeRule(name: string, port: number, rate = '10mbit'): RuleView 
   return {
     name, port, from: port, to: port, protocol: 'tcp', direction: 'ingress', side: 'local',
     rate: formatRate(bps), rateBitsPerSecond: bps, burstBytes: 375_000, burstNanoseconds: 300_000_000,
-    mode: 'enforce', buckets: 'shared', counters: { ingress: counters }, observed: { ingress: observed },
+    mode: 'police', buckets: 'shared', counters: { ingress: counters }, observed: { ingress: observed },
   };
 }
 

@@ -15,7 +15,7 @@ describe('examples/policy.yaml', () => {
     expect(warnings).toEqual([]);
     expect(policy.interfaces.map((i) => i.name)).toEqual(['lo']);
     expect(policy.rules.map((r) => [r.name, r.from, r.to, r.protocol, r.direction, r.rateBps, r.mode])).toEqual([
-      ['iperf3', 5201, 5201, 'tcp', 'ingress', 100e6, 'enforce'],
+      ['iperf3', 5201, 5201, 'tcp', 'ingress', 100e6, 'shape'],
       ['udp-30000-30999', 30000, 30999, 'udp', 'both', 50e6, 'monitor'],
     ]);
     expect(planPolicy(policy).buckets.map((b) => b.key)).toEqual([
@@ -23,6 +23,8 @@ describe('examples/policy.yaml', () => {
       'udp-30000-30999/ingress',
       'udp-30000-30999/egress',
     ]);
+    // The bundled policy must not put an HTB root qdisc on a machine's loopback.
+    expect(planPolicy(policy).interfaces[0]?.shaped, 'nothing shaped on lo').toEqual([]);
   });
 
   it('documents every key of the policy format', () => {

@@ -14,12 +14,49 @@ describe('planPolicy: buckets and port ranges', () => {
   it('plans one shared bucket for a range, per direction', () => {
     const state = plan(withRules('  - { name: web, port: "8000-8099", protocol: tcp, direction: ingress, rate: 10mbit, burst: 64kb }'));
     expect(state.buckets).toEqual([
-      { key: 'web/ingress', rule: 'web', direction: 'ingress', rateBps: 10e6, burstNs: 52_428_800, mode: 'enforce' },
+      // Ingress has no queue: the default mode (shape) polices there, with an ECN band as deep as the burst.
+      { key: 'web/ingress', rule: 'web', direction: 'ingress', rateBps: 10e6, burstNs: 52_428_800, mode: 'police', ecnNs: 52_428_800, horizonNs: 0 },
     ]);
     expect(state.ports).toEqual([
       { profile: 0, direction: 'ingress', protocol: 'tcp', side: 'local', from: 8000, to: 8099, bucket: 'web/ingress', perPort: false },
     ]);
-    expect(state.interfaces).toEqual([{ name: 'lo', profile: 0, ingress: true, egress: true }]);
+    expect(state.interfaces).toEqual([
+      { name: 'lo', profile: 0, ingress: true, egress: true, remote: { ingress: false, egress: false }, shaped: [], replaceQdisc: false },
+    ]);
+  });
+
+  it('shapes egress by default: a 10 ms burst, 2 ms ECN delay, 50 ms horizon (raised to two 64 KiB packets at low rates); polices ingress', () => {
+    const state = plan(
+      withRules(
+        '  - { name: web, port: 443, protocol: tcp, rate: 100mbit }',
+        '  - { name: slow, port: 25, protocol: tcp, direction: egress, rate: 1mbit }',
+        '  - { name: cut, port: 26, protocol: tcp, direction: egress, rate: 1mbit, mode: enforce }',
+      ),
+    );
+    expect(state.buckets.map((b) => [b.key, b.mode, b.burstNs, b.ecnNs, b.horizonNs])).toEqual([
+      ['cut/egress', 'police', 300_000_000, 300_000_000, 0],
+      ['slow/egress', 'shape', 24_224_000, 2_000_000, 1_048_576_000],
+      ['web/ingress', 'police', 300_000_000, 300_000_000, 0],
+      ['web/egress', 'shape', 10_000_000, 2_000_000, 50_000_000],
+    ]);
+    expect(state.interfaces[0]?.shaped).toEqual(['slow/egress', 'web/egress']);
+  });
+
+  it('lists shaped per-port buckets for the egress of the interfaces a rule applies to, and remote-side lookups per direction', () => {
+    const state = plan(
+      lines(
+        'interfaces: [{ name: lo }, { name: eth0, egress: false }]',
+        'rules:',
+        '  - { name: g, port: "7000-7002", protocol: udp, direction: egress, buckets: per-port, rate: 1mbit, interfaces: [lo] }',
+        '  - { name: c, port: 443, protocol: tcp, side: remote, direction: egress, rate: 1mbit, ecn: off, horizon: 2s }',
+      ),
+    );
+    const lo = state.interfaces.find((i) => i.name === 'lo')!;
+    const eth0 = state.interfaces.find((i) => i.name === 'eth0')!;
+    expect(lo.shaped).toEqual(['c/egress', 'g/egress/7000', 'g/egress/7001', 'g/egress/7002']);
+    expect(eth0.shaped, 'no egress hook on eth0: nothing to shape there').toEqual([]);
+    expect(lo.remote).toEqual({ ingress: false, egress: true });
+    expect(state.buckets.find((b) => b.key === 'c/egress')).toMatchObject({ mode: 'shape', ecnNs: 0, horizonNs: 2_000_000_000 });
   });
 
   it('plans one bucket per port for a per-port range, keyed by port', () => {
@@ -57,7 +94,7 @@ describe('planPolicy: buckets and port ranges', () => {
   it('plans an unlimited rule as a counting bucket (rate 0, burst 0)', () => {
     const state = plan(withRules('  - { port: 80, protocol: tcp, direction: ingress, rate: unlimited }'));
     expect(state.buckets).toEqual([
-      { key: 'tcp-80/ingress', rule: 'tcp-80', direction: 'ingress', rateBps: 0, burstNs: 0, mode: 'enforce' },
+      { key: 'tcp-80/ingress', rule: 'tcp-80', direction: 'ingress', rateBps: 0, burstNs: 0, mode: 'police', ecnNs: 0, horizonNs: 0 },
     ]);
   });
 
@@ -65,7 +102,9 @@ describe('planPolicy: buckets and port ranges', () => {
     expect(plan(lines('interfaces: [{ name: eth0, egress: false }]', 'rules: []'))).toEqual({
       buckets: [],
       ports: [],
-      interfaces: [{ name: 'eth0', profile: 0, ingress: true, egress: false }],
+      interfaces: [
+        { name: 'eth0', profile: 0, ingress: true, egress: false, remote: { ingress: false, egress: false }, shaped: [], replaceQdisc: false },
+      ],
     });
   });
 });
@@ -86,7 +125,7 @@ describe('planPolicy: profiles', () => {
   );
 
   it('shares a profile between interfaces with the same rules, numbered by first appearance', () => {
-    expect(plan(text).interfaces).toEqual([
+    expect(plan(text).interfaces.map(({ name, profile, ingress, egress }) => ({ name, profile, ingress, egress }))).toEqual([
       { name: 'eth0', profile: 1, ingress: true, egress: true },
       { name: 'eth1', profile: 1, ingress: true, egress: true },
       { name: 'eth2', profile: 0, ingress: true, egress: true },
@@ -161,9 +200,9 @@ describe('planPolicy: determinism', () => {
 });
 
 describe('planPolicy: scale', () => {
-  it('plans 65,536 rules: every tcp port 1..65535 and one udp port', () => {
-    const ruleLines = Array.from({ length: 65535 }, (_, i) => `  - { port: ${i + 1}, protocol: tcp, rate: 1mbit }`);
-    ruleLines.push('  - { port: 53, protocol: udp, rate: 1mbit }');
+  it('plans 65,536 rules: every tcp port 1..65535 and one udp port (policed: more buckets than HTB classes)', () => {
+    const ruleLines = Array.from({ length: 65535 }, (_, i) => `  - { port: ${i + 1}, protocol: tcp, rate: 1mbit, mode: police }`);
+    ruleLines.push('  - { port: 53, protocol: udp, rate: 1mbit, mode: police }');
     const state = plan(`${withRules()}${ruleLines.join('\n')}\n`);
     expect(state.buckets).toHaveLength(65536 * 2);
     expect(state.ports).toHaveLength(65536 * 2);

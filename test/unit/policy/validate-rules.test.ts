@@ -62,7 +62,7 @@ describe('validatePolicy: interfaces', () => {
     expect(diagnostics.map(formatDiagnostic)).toEqual([
       'policy.yaml:2:11: warning: interfaces[0].name: interface "veth7" does not exist (yet); the agent will attach when it appears',
     ]);
-    expect(policy?.interfaces).toEqual([{ name: 'veth7', ingress: true, egress: true }]);
+    expect(policy?.interfaces).toEqual([{ name: 'veth7', ingress: true, egress: true, replaceQdisc: false }]);
   });
 
   it('warns about an interface with no hook enabled', () => {
@@ -181,14 +181,60 @@ describe('validatePolicy: overlapping rules', () => {
   });
 });
 
+describe('validatePolicy: shaping', () => {
+  it('rejects more shaped buckets than a device has HTB classes (16-bit class ids)', () => {
+    expect(
+      problems(
+        withRules(
+          '  - { port: "1-40000", protocol: tcp, direction: egress, buckets: per-port, rate: 1mbit }',
+          '  - { port: "1-40000", protocol: udp, direction: egress, buckets: per-port, rate: 1mbit }',
+        ),
+      ),
+    ).toEqual([
+      '5:5 rules[1]: this rule brings the number of shaped buckets to 80000, more than the 65534 HTB classes a ' +
+        'device can hold (16-bit class ids); use buckets: shared for large ranges, or mode: police for some rules',
+    ]);
+  });
+
+  it('warns that an explicit shape on ingress polices; reads enforce as police', () => {
+    const { policy, diagnostics } = validate(
+      withRules('  - { port: 80, direction: ingress, rate: 1mbit, mode: shape }', '  - { port: 81, rate: 1mbit, mode: enforce }'),
+    );
+    expect(diagnostics.map(formatDiagnostic)).toEqual([
+      expect.stringMatching(/^policy\.yaml:4:56: warning: rules\[0\]\.mode: ingress has no queue to shape in, so this rule polices/),
+    ]);
+    expect(policy?.rules.map((r) => r.mode)).toEqual(['shape', 'police']);
+  });
+
+  it('checks ecn and horizon: delays, "off" and false for ecn, a bounded horizon', () => {
+    expect(
+      problems(
+        withRules(
+          '  - { port: 80, rate: 1mbit, ecn: 5 }',
+          '  - { port: 81, rate: 1mbit, ecn: sometimes }',
+          '  - { port: 82, rate: 1mbit, horizon: off }',
+          '  - { port: 83, rate: 1mbit, horizon: 20s }',
+          '  - { port: 84, rate: 1mbit, ecn: false, horizon: 5ms }',
+          '  - { port: 85, rate: 1mbit, ecn: OFF }',
+        ),
+      ),
+    ).toEqual([
+      '4:35 rules[0].ecn: duration "5" has no unit: add a unit, e.g. 10ms',
+      '5:35 rules[1].ecn: "sometimes" is not a duration: write a number and a unit, e.g. 10ms',
+      expect.stringMatching(/^6:39 rules\[2\]\.horizon: "off" is not a delay from 1ms to 10s; a shaper needs a bound/),
+      expect.stringMatching(/^7:39 rules\[3\]\.horizon: "20s" is not a delay from 1ms to 10s/),
+    ]);
+  });
+});
+
 describe('validatePolicy: capacity', () => {
   it('rejects more buckets than the data plane holds', () => {
     expect(
       problems(
         withRules(
-          '  - { port: "1-65535", protocol: tcp, buckets: per-port, rate: 1mbit }',
-          '  - { port: "1-65535", protocol: udp, buckets: per-port, rate: 1mbit }',
-          '  - { port: "1-65535", protocol: tcp, side: remote, buckets: per-port, rate: 1mbit, name: out }',
+          '  - { port: "1-65535", protocol: tcp, buckets: per-port, rate: 1mbit, mode: police }',
+          '  - { port: "1-65535", protocol: udp, buckets: per-port, rate: 1mbit, mode: police }',
+          '  - { port: "1-65535", protocol: tcp, side: remote, buckets: per-port, rate: 1mbit, name: out, mode: police }',
         ),
       ),
     ).toEqual([

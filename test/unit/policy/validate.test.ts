@@ -95,7 +95,7 @@ describe('validatePolicy: keys', () => {
       '11:5 api.tls.chain: unknown key; valid keys are cert, key',
       '13:3 defaults.rat: unknown key; did you mean "rate"?',
       '17:5 rules[0].direcion: unknown key; did you mean "direction"?',
-      '18:5 rules[0].color: unknown key; valid keys are name, port, protocol, direction, side, rate, burst, mode, interfaces, buckets',
+      '18:5 rules[0].color: unknown key; valid keys are name, port, protocol, direction, side, rate, burst, mode, ecn, horizon, interfaces, buckets',
     ]);
   });
 
@@ -111,12 +111,12 @@ describe('validatePolicy: keys', () => {
   it('reports enum values with did-you-mean', () => {
     expect(
       problems(
-        withRules('  - port: 80', '    rate: 1mbit', '    protocol: tpc', '    direction: in', '    mode: police'),
+        withRules('  - port: 80', '    rate: 1mbit', '    protocol: tpc', '    direction: in', '    mode: shaping'),
       ),
     ).toEqual([
       '6:15 rules[0].protocol: "tpc" is not one of tcp, udp, any; did you mean "tcp"?',
       '7:16 rules[0].direction: "in" is not one of ingress, egress, both',
-      '8:11 rules[0].mode: "police" is not one of enforce, monitor',
+      '8:11 rules[0].mode: "shaping" is not one of shape, police, monitor, enforce',
     ]);
   });
 
