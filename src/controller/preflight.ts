@@ -29,8 +29,12 @@ export function kernelVersion(text = release()): [number, number] {
   return m ? [Number(m[1]), Number(m[2])] : [0, 0];
 }
 
-/** The oldest kernel with everything the data plane uses (see README, Requirements). */
-export const MIN_KERNEL: [number, number] = [5, 8];
+/**
+ * The oldest kernel with everything the data plane uses (see README,
+ * Requirements): 5.12 for BPF atomics (the bucket's compare-and-swap), on
+ * top of 5.8's batch map operations, mmapable arrays and CAP_BPF.
+ */
+export const MIN_KERNEL: [number, number] = [5, 12];
 
 /** Throw a clear error when this process cannot run the data plane; returns warnings. */
 export function preflight(operation: string): string[] {
@@ -40,8 +44,8 @@ export function preflight(operation: string): string[] {
     throw new PortshaperError(
       'PS_KERNEL_TOO_OLD',
       `Linux ${release()} is too old: portshaper needs ${MIN_KERNEL.join('.')} or newer ` +
-        '(BPF batch map operations, mmapable arrays, bpf_spin_lock, __sk_buff.gso_size)',
-      { hint: 'upgrade the kernel, e.g. Debian 11+ or Ubuntu 20.10+' },
+        '(BPF atomics for the lock-free bucket: 5.12; batch map operations, mmapable arrays, __sk_buff.gso_size)',
+      { hint: 'upgrade the kernel, e.g. Debian 12 (6.1), Ubuntu 22.04 (5.15) or a backports kernel' },
     );
   }
   if (!existsSync('/sys/kernel/btf/vmlinux')) {

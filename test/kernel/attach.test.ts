@@ -137,7 +137,7 @@ describeKernel('attach on tc clsact (veth in a private namespace)', () => {
     }
     try {
       expect(() => DataPlane.open({ pinDir: otherDir })).toThrow(PinLayoutError);
-      expect(() => DataPlane.open({ pinDir: otherDir })).toThrow(/have layout 2; this build uses layout 1/);
+      expect(() => DataPlane.open({ pinDir: otherDir })).toThrow(new RegExp(`have layout ${PS.PS_LAYOUT_VERSION + 1}; this build uses layout ${PS.PS_LAYOUT_VERSION}`));
     } finally {
       removePins(otherDir);
     }
