@@ -54,7 +54,7 @@ export function leafHandle(minor: number): number {
 }
 
 /** tc's notation: 5053: for a qdisc handle, 5053:7 for a class (hexadecimal). */
-export function formatHandle(handle: number): string {
+function formatHandle(handle: number): string {
   const minor = handle & 0xffff;
   return `${(handle >>> 16).toString(16)}:${minor ? minor.toString(16) : ''}`;
 }
@@ -207,7 +207,7 @@ function readRoot(talk: Talk, ifindex: number, ifname: string): RootQdisc | null
   return { kind, handle, builtin: handle === 0, ours: kind === 'htb' && handle === HTB_HANDLE };
 }
 
-/** The root qdisc of a device, or null when the device is gone. */
+/** The root qdisc of a device; null when the device is gone or has none yet (never up: the kernel reports no noop placeholder). */
 export function rootQdisc(ifindex: number, ifname: string): RootQdisc | null {
   return withRtnl((talk) => readRoot(talk, ifindex, ifname));
 }

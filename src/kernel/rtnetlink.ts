@@ -284,7 +284,7 @@ function exchange(fd: number, request: NlRequest): NlReply {
     }
     if (n > RECV_BYTES) throw socketError(`receive a ${n}-byte NETLINK_ROUTE reply`, osConstants.errno.EMSGSIZE);
     for (const m of parseMessages(c.rxBuf.subarray(0, n))) {
-      // Only our request's answer arrives (no multicast group joined), but the sequence check is free.
+      // Skip anything not answering this request (none expected: the socket joins no multicast group).
       if (m.seq !== seq) continue;
       // A dump ends with NLMSG_DONE (no ACK: netlink_dump_start suppresses it); anything else with NLMSG_ERROR.
       if (m.type === NLMSG_ERROR || m.type === NLMSG_DONE) return { messages, ...parseStatus(m) };
