@@ -196,3 +196,33 @@ export class PolicyChangeError extends PortshaperError {
     this.conflict = conflict;
   }
 }
+
+/**
+ * The kernel refused an rtnetlink request (a qdisc or class change). Its own
+ * explanation, the extended ack, continues the first line of the message.
+ */
+export class NetlinkError extends KernelError {
+  readonly extAck: string;
+
+  constructor(code: string, operation: string, errno: number, errnoName: string, extAck: string, hint?: string) {
+    super(code, operation, errno, errnoName, '', hint);
+    this.extAck = extAck;
+    if (extAck) {
+      const firstLine = this.message.split('\n', 1)[0]!;
+      this.message = `${firstLine}: ${extAck}${this.message.slice(firstLine.length)}`;
+    }
+  }
+}
+
+/** A device has a root qdisc portshaper did not install; it is replaced only when the policy allows it. */
+export class ForeignQdiscError extends PortshaperError {
+  constructor(
+    readonly ifname: string,
+    readonly kind: string,
+    readonly handle: string,
+  ) {
+    super('PS_QDISC_FOREIGN', `${ifname} has a root qdisc portshaper did not install (${kind} ${handle}); shaping needs portshaper's HTB root there`, {
+      hint: `allow replacing it with "qdisc: replace" for ${ifname} under interfaces in the policy (detaching then leaves the kernel's default qdisc, not this one), or remove it yourself: tc qdisc del dev ${ifname} root`,
+    });
+  }
+}
