@@ -7,7 +7,7 @@ import { randomUUID } from 'node:crypto';
 import Fastify, { LogController, type FastifyBaseLogger, type FastifyError, type FastifyInstance, type FastifyReply, type FastifyRequest } from 'fastify';
 import type { Logger } from 'pino';
 import type { ShaperService } from '../controller/service.js';
-import { formatDiagnostic, PersistError, PolicyChangeError, PolicyFileInvalidError, PortshaperError, RuleNotFoundError } from '../errors.js';
+import { ForeignQdiscError, formatDiagnostic, PersistError, PolicyChangeError, PolicyFileInvalidError, PortshaperError, RuleNotFoundError } from '../errors.js';
 import type { TokenCheck } from './auth.js';
 import { collectOpenApi } from './openapi.js';
 import { healthRoutes } from './routes/health.js';
@@ -138,6 +138,8 @@ function sendError(error: FastifyError, request: FastifyRequest, reply: FastifyR
     const problems = error.diagnostics.filter((d) => d.severity === 'error').map((d) => ({ field: 'policy file', reason: formatDiagnostic(d) }));
     return send(409, error.code, error.message, problems);
   }
+  // The host refuses the change (another tool's root qdisc where it would shape): nothing was changed.
+  if (error instanceof ForeignQdiscError) return send(409, error.code, error.message);
   const status = error.statusCode ?? 500;
   if (status === 413) return send(413, 'PS_API_BODY_TOO_LARGE', error.message);
   if (status === 415) return send(415, 'PS_API_UNSUPPORTED_MEDIA_TYPE', `${error.message}; send application/json (rules) or application/yaml / application/json (policy)`);

@@ -62,7 +62,18 @@ export async function runAgent(argv: string[]): Promise<number> {
     process.once('SIGINT', () => resolve('SIGINT'));
   });
   const agent = new Agent({ policyPath: values.policy ?? DEFAULT_POLICY, log });
+  // SIGHUP's default action kills the process: handle it from the start, and
+  // reload once started if one arrived meanwhile (systemctl reload right
+  // after start must not stop the agent).
+  let started = false;
+  let reloadAfterStart = false;
+  process.on('SIGHUP', () => {
+    if (started) void agent.reload('SIGHUP').catch(() => undefined);
+    else reloadAfterStart = true;
+  });
   await agent.start();
+  started = true;
+  if (reloadAfterStart) void agent.reload('SIGHUP during start').catch(() => undefined);
   let api: ApiServer | undefined;
   if (!values['no-api']) {
     try {
@@ -77,7 +88,6 @@ export async function runAgent(argv: string[]): Promise<number> {
 
   const stats = statsSeconds > 0 ? setInterval(() => logStats(agent, log, statsSeconds), statsSeconds * 1000) : undefined;
   const keepAlive = setInterval(() => undefined, 1 << 30);
-  process.on('SIGHUP', () => void agent.reload('SIGHUP').catch(() => undefined));
   const signal = await stopSignal;
   clearInterval(stats);
   clearInterval(keepAlive);

@@ -12,7 +12,7 @@ the command returns, and written into the policy file (comments kept). With
 Options:
   --rate R               rate in tc units (10mbit, 1.5gbit) or "unlimited"
   --burst B              bucket depth: a size (64kb) or a time (300ms)
-  --mode M               enforce | monitor
+  --mode M               shape (queue on egress; polices ingress) | police | monitor
   --port P               port or range "30000-30999" (needed to create a rule)
   --protocol P           tcp | udp | any (when creating; default any)
   --direction D          ingress | egress | both (when creating; default both)

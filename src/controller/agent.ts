@@ -9,14 +9,15 @@ import { readFileSync, watch, type FSWatcher } from 'node:fs';
 import { basename, dirname, resolve } from 'node:path';
 import type { Logger } from 'pino';
 import { formatDiagnostic, PolicyError, type Diagnostic } from '../errors.js';
-import { applyDesired } from '../kernel/apply.js';
+import { applyPlan, snapshot } from '../kernel/apply.js';
 import { DataPlane } from '../kernel/dataplane.js';
 import { libbpfVersion } from '../kernel/libbpf.js';
 import type { DesiredBucket, DesiredState } from '../kernel/desired.js';
 import { ifNameToIndex } from '../kernel/libc.js';
 import { readPolicyText, parsePolicy, planPolicy, validatePolicy, type ValidPolicy } from '../policy/index.js';
 import { InterfaceSync } from './interfaces.js';
-import { isNoop } from './reconcile.js';
+import { isNoop, reconcile, type WritePlan } from './reconcile.js';
+import { classPlan } from './shaping.js';
 
 export interface AgentOptions {
   policyPath: string;
@@ -58,6 +59,21 @@ export function agentState(policy: ValidPolicy, desired: DesiredState, slots: Ma
     else bucketsByRule.set(b.rule, [b]);
   }
   return { policy, desired, slots, bucketsByRule, hash };
+}
+
+/**
+ * Bring the kernel to a desired state: reconcile against the maps, then HTB
+ * classes before any rule points a packet at them (a foreign root qdisc is
+ * refused here, before anything changes), rules and ports, attachments, and
+ * last the classes no rule uses any more. Returns the writes performed.
+ */
+export function enforce(dp: DataPlane, ifaces: InterfaceSync, desired: DesiredState, force: boolean): WritePlan {
+  const plan = reconcile(desired, snapshot(dp));
+  const classes = classPlan(desired, plan.classes);
+  ifaces.prepareShaping(desired.interfaces, classes);
+  applyPlan(dp, plan);
+  ifaces.sync(desired.interfaces, classes, force);
+  return plan;
 }
 
 /** Policy source for validation: interfaces are looked up in this network namespace. */
@@ -183,8 +199,7 @@ export class Agent {
     }
     const t0 = process.hrtime.bigint();
     const desired = planPolicy(policy);
-    const plan = applyDesired(dp, desired);
-    this.ifaces!.sync(desired.interfaces, force);
+    const plan = enforce(dp, this.ifaces!, desired, force);
     const ms = Number(process.hrtime.bigint() - t0) / 1e6;
     this.current = agentState(policy, desired, plan.slots, hash);
     const result = {

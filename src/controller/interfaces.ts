@@ -8,6 +8,8 @@ import type { Logger } from 'pino';
 import type { DataPlane } from '../kernel/dataplane.js';
 import type { DesiredInterface } from '../kernel/desired.js';
 import { ifNameToIndex } from '../kernel/libc.js';
+import { removeHtbRoot, type HtbClassSpec } from '../kernel/qdisc.js';
+import { addClasses, checkRoot, pruneClasses } from './shaping.js';
 
 /** What we know about one configured interface. */
 export interface InterfaceState {
@@ -19,6 +21,9 @@ export interface InterfaceState {
   egress: boolean;
   /** The profile has remote-side rules in that direction. */
   remote: { ingress: boolean; egress: boolean };
+  /** HTB classes its egress needs (empty: nothing shaped, no root of ours). */
+  classes: HtbClassSpec[];
+  replaceQdisc: boolean;
   /** Program ids we attached (0 where the hook is not used). */
   progIds: { ingress: number; egress: number };
   /** Last error attaching, if any. */
@@ -40,20 +45,34 @@ export class InterfaceSync {
   }
 
   /**
-   * Bring attachments in line with `wanted`. With force, our filters are
-   * (re)attached everywhere, which installs this process's program
+   * Before the rules change: refuse a foreign root qdisc on any present
+   * interface that is to shape (nothing changed yet), then install or change
+   * the HTB classes the new rules will point at. Throws on refusal.
+   */
+  prepareShaping(wanted: DesiredInterface[], classes: Map<string, HtbClassSpec[]>): void {
+    const present = wanted.map((w) => ({ w, ifindex: ifNameToIndex(w.name), specs: classes.get(w.name) ?? [] })).filter((p) => p.ifindex > 0);
+    for (const { w, ifindex, specs } of present) checkRoot(ifindex, w.name, specs, w.replaceQdisc);
+    for (const { w, ifindex, specs } of present) addClasses(ifindex, w.name, specs, w.replaceQdisc);
+  }
+
+  /**
+   * Bring attachments in line with `wanted`, and prune HTB classes no rule
+   * uses any more (call after the rules changed). With force, our filters
+   * are (re)attached everywhere, which installs this process's program
    * atomically in place of an earlier agent's.
    */
-  sync(wanted: DesiredInterface[], force = false): void {
+  sync(wanted: DesiredInterface[], classes: Map<string, HtbClassSpec[]>, force = false): void {
     const next = new Map<string, InterfaceState>();
     for (const w of wanted) {
       const prev = this.states.get(w.name);
+      const shaping = { classes: classes.get(w.name) ?? [], replaceQdisc: w.replaceQdisc };
       const state: InterfaceState = prev && sameHooks(prev, w)
-        ? { ...prev, profile: w.profile, remote: w.remote }
-        : { name: w.name, ifindex: 0, profile: w.profile, ingress: w.ingress, egress: w.egress, remote: w.remote, progIds: { ingress: 0, egress: 0 } };
+        ? { ...prev, profile: w.profile, remote: w.remote, ...shaping }
+        : { name: w.name, ifindex: 0, profile: w.profile, ingress: w.ingress, egress: w.egress, remote: w.remote, ...shaping, progIds: { ingress: 0, egress: 0 } };
       next.set(w.name, state);
       const changed = !prev || prev.profile !== w.profile || !sameHooks(prev, w) || !sameHooks(prev.remote, w.remote);
       this.ensure(state, force || changed);
+      if (state.ifindex > 0 && !state.error) this.prune(state);
     }
     this.states = next;
     this.removeStale(new Set([...next.values()].map((s) => s.ifindex).filter((i) => i > 0)));
@@ -85,7 +104,10 @@ export class InterfaceSync {
     if (!force && !moved && this.stillAttached(state)) return;
     try {
       if (moved && state.ifindex !== 0) this.dp.removeInterface(state.ifindex);
-      // Register first: the program passes traffic of unregistered interfaces.
+      // Classes before the program can classify into them (an interface that
+      // came back has lost its qdiscs with it); then register: the program
+      // passes traffic of unregistered interfaces.
+      addClasses(ifindex, state.name, state.classes, state.replaceQdisc);
       this.dp.setInterface(ifindex, state.profile, state.remote);
       this.dp.attach(ifindex, state.name, { ingress: state.ingress, egress: state.egress });
       state.ifindex = ifindex;
@@ -95,6 +117,15 @@ export class InterfaceSync {
     } catch (err) {
       state.error = err instanceof Error ? err.message : String(err);
       this.log.error({ interface: state.name, err: state.error }, 'attach failed; will retry');
+    }
+  }
+
+  private prune(state: InterfaceState): void {
+    try {
+      pruneClasses(state.ifindex, state.name, state.classes);
+    } catch (err) {
+      // Stale classes only cost memory; the next apply tries again.
+      this.log.warn({ interface: state.name, err: err instanceof Error ? err.message : String(err) }, 'could not remove unused HTB classes');
     }
   }
 
@@ -109,7 +140,9 @@ export class InterfaceSync {
       if (keep.has(ifindex)) continue;
       this.dp.removeInterface(ifindex);
       this.dp.detach(ifindex, `ifindex ${ifindex}`);
-      this.log.info({ ifindex }, 'detached from interface no longer in the policy');
+      // Our HTB root goes too: the kernel's default qdisc comes back.
+      const restored = removeHtbRoot(ifindex, `ifindex ${ifindex}`);
+      this.log.info({ ifindex, qdiscRestored: restored }, 'detached from interface no longer in the policy');
     }
   }
 }

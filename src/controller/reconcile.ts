@@ -10,6 +10,7 @@
 import { CapacityError, PortshaperError } from '../errors.js';
 import type { DesiredBucket, DesiredState } from '../kernel/desired.js';
 import { PS, portIndex, type PsRule } from '../kernel/layout.js';
+import { classId, PS_HTB_MAJOR } from '../kernel/qdisc.js';
 
 /** What the kernel holds, as far as reconciling needs it. */
 export interface KernelSnapshot {
@@ -68,19 +69,12 @@ export function bucketKeyHash(key: string): bigint {
 
 const MODE = { police: PS.PS_MODE_POLICE, monitor: PS.PS_MODE_MONITOR, shape: PS.PS_MODE_SHAPE } as const;
 
-/** Major number of portshaper's HTB root qdisc ("PS"); a shaped bucket's class is HTB_MAJOR:minor. */
-export const HTB_MAJOR = 0x5053;
-/** Highest class minor (0 is the qdisc itself; 0xFFFF is left alone). */
+/** Highest class minor (0 is the qdisc itself; 0xFFFF is left alone; 0x5053 is skipped, see assignClasses). */
 export const MAX_CLASS_MINOR = 0xfffe;
-
-/** The 32-bit tc class id HTB_MAJOR:minor, as skb->priority carries it. */
-export function htbClassId(minor: number): number {
-  return ((HTB_MAJOR << 16) | minor) >>> 0;
-}
 
 /** The class minor a ps_rule names (0 when it does not shape or names another qdisc's class). */
 export function classMinorOf(rule: PsRule): number {
-  return rule.mode === PS.PS_MODE_SHAPE && rule.classid >>> 16 === HTB_MAJOR ? rule.classid & 0xffff : 0;
+  return rule.mode === PS.PS_MODE_SHAPE && rule.classid >>> 16 === PS_HTB_MAJOR ? rule.classid & 0xffff : 0;
 }
 
 /** The ps_rule value a desired bucket should have; classMinor is its HTB class when it shapes. */
@@ -93,7 +87,7 @@ export function ruleValue(b: DesiredBucket, keyHash: bigint, classMinor = 0): Ps
     horizon_ns: BigInt(b.horizonNs),
     mode: MODE[b.mode],
     flags: PS.PS_RULE_IN_USE,
-    classid: b.mode === 'shape' ? htbClassId(classMinor) : 0,
+    classid: b.mode === 'shape' ? classId(classMinor) : 0,
     pad: 0,
   };
 }
@@ -231,7 +225,8 @@ function assignClasses(buckets: DesiredBucket[], found: (number | undefined)[], 
   });
   let next = 1;
   for (const key of waiting) {
-    while (used.has(next)) next++;
+    // Minor 0x5053 is skipped: its leaf qdisc (handle minor:) would take the root's handle 5053:.
+    while (used.has(next) || next === PS_HTB_MAJOR) next++;
     if (next > MAX_CLASS_MINOR) {
       throw new CapacityError(
         `the policy needs more than ${MAX_CLASS_MINOR} HTB classes`,

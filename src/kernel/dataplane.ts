@@ -52,6 +52,7 @@ import {
   type PsMeta,
 } from './layout.js';
 import { U32Map, roundUp8, u32 } from './maps.js';
+import { removeHtbRoot } from './qdisc.js';
 
 /** Bytes per ps_ports element in the kernel (array values are rounded up to 8). */
 const PORT_ELEM = 8;
@@ -344,9 +345,10 @@ export class DataPlane {
 }
 
 /**
- * Remove our filters from every interface registered in the pinned maps and
- * forget the registrations, without loading a program. Returns the ifindexes
- * detached. Interfaces are looked up in the calling network namespace.
+ * Remove our filters (and our HTB root qdisc, so the kernel's default comes
+ * back) from every interface registered in the pinned maps and forget the
+ * registrations, without loading a program. Returns the ifindexes detached.
+ * Interfaces are looked up in the calling network namespace.
  */
 export function detachPinned(pinDir: string): number[] {
   if (!existsSync(join(pinDir, 'ps_ifaces'))) return [];
@@ -357,6 +359,7 @@ export function detachPinned(pinDir: string): number[] {
     for (const ifindex of keys.subarray(0, count)) {
       tcDetach(ifindex, BPF_TC_INGRESS, TC_FILTER, `tc ingress of ifindex ${ifindex}`);
       tcDetach(ifindex, BPF_TC_EGRESS, TC_FILTER, `tc egress of ifindex ${ifindex}`);
+      removeHtbRoot(ifindex, `ifindex ${ifindex}`);
       ifaces.delete(ifindex);
       done.push(ifindex);
     }

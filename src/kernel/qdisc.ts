@@ -54,7 +54,7 @@ export function leafHandle(minor: number): number {
 }
 
 /** tc's notation: 5053: for a qdisc handle, 5053:7 for a class (hexadecimal). */
-function formatHandle(handle: number): string {
+export function formatHandle(handle: number): string {
   const minor = handle & 0xffff;
   return `${(handle >>> 16).toString(16)}:${minor ? minor.toString(16) : ''}`;
 }

@@ -29,8 +29,12 @@ import {
   UnitError,
 } from './units.js';
 
-/** HTB class minors 1..0xFFFE: one per shaped bucket (class ids are 16-bit; 0 is the qdisc, 0xFFFF reserved). */
-export const MAX_SHAPED_BUCKETS = 0xfffe;
+/**
+ * HTB class minors 1..0xFFFE but 0x5053: one per shaped bucket (class ids are
+ * 16-bit; 0 is the qdisc, 0xFFFF is left alone, and minor 0x5053's leaf queue
+ * would need the handle of our root, 5053:).
+ */
+export const MAX_SHAPED_BUCKETS = 0xfffe - 1;
 
 /** The outcome of validation: a policy when there are no errors, and every diagnostic (errors and warnings). */
 export interface ValidationResult {

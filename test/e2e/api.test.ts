@@ -279,7 +279,7 @@ rules:
       const status = await cli(['status']);
       expect(status.code, status.stderr).toBe(0);
       expect(status.stdout).toMatch(/^RULE +PORT +PROTO +DIR +MODE +RATE +MEASURED +DROPPED PKTS +DROPPING$/m);
-      expect(status.stdout).toMatch(/^cli +7100 +tcp +egress +enforce +4mbit /m);
+      expect(status.stdout).toMatch(/^cli +7100 +tcp +egress +shape +4mbit /m);
       expect(JSON.parse((await cli(['status', '--json'])).stdout).rules.map((r: { name: string }) => r.name)).toEqual(['udp', 'cli']);
       expect((await cli(['rm', 'cli'])).code).toBe(0);
       expect(reader.slotOf('cli/egress')).toBeUndefined();

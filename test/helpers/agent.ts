@@ -4,7 +4,7 @@
  * parsed as they arrive, and a reader of pinned maps independent of it.
  */
 import { spawn, type ChildProcess } from 'node:child_process';
-import { existsSync, mkdtempSync, renameSync, rmSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdtempSync, readFileSync, renameSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { bucketKeyHash } from '../../src/controller/reconcile.js';
@@ -105,6 +105,11 @@ export class PolicyDir {
     const tmp = join(this.dir, '.policy.yaml.tmp');
     writeFileSync(tmp, text);
     renameSync(tmp, this.path);
+  }
+
+  /** The policy as last written. */
+  read(): string {
+    return readFileSync(this.path, 'utf8');
   }
 
   remove(): void {

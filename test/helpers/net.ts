@@ -223,7 +223,7 @@ function pidAlive(pid: number): boolean {
 export async function sweepStaleNamespaces(): Promise<string[]> {
   const swept: string[] = [];
   for (const ns of await listNamespaces()) {
-    const m = /^ps-[a-z]+\d*-(\d+)-[ab]$/.exec(ns);
+    const m = /^ps-[a-z]+\d*-(\d+)-[abr]$/.exec(ns);
     if (!m || pidAlive(Number(m[1]))) continue;
     // A namespace something still runs in is in use, whatever its name says.
     const pids = await run('ip', ['netns', 'pids', ns], { allowFailure: true });
@@ -367,6 +367,68 @@ export async function createTopology(tag: string, opts: TopologyOptions = {}): P
   }
 }
 
+/** Sender, router and receiver: A —veth— R —veth— B, IPv4 only, R forwarding. */
+export interface RoutedTopology {
+  readonly nsA: string;
+  readonly nsR: string;
+  readonly nsB: string;
+  /** A's device towards R, R's devices towards A and B, B's device towards R. */
+  readonly ifA: string;
+  readonly ifRA: string;
+  readonly ifRB: string;
+  readonly ifB: string;
+  readonly ipA: string;
+  readonly ipB: string;
+  /** Kill processes inside, delete the three namespaces. Idempotent. */
+  destroy(): Promise<void>;
+}
+
+/**
+ * A forwarded path (the edge-gateway case): traffic from A to B crosses R,
+ * so a limit on R's egress towards B judges forwarded packets, which no
+ * sender-side TCP small-queue limit holds back.
+ */
+export async function createRoutedTopology(tag: string): Promise<RoutedTopology> {
+  const { nsA, nsB } = topologyNames(tag);
+  const nsR = nsA.replace(/-a$/, '-r');
+  const base = topologyNames(tag).ifA.slice(0, -1);
+  const ifA = `${base}a`;
+  const ifB = `${base}b`;
+  const ifRA = `${base.slice(0, IFNAMSIZ - 2)}ra`;
+  const ifRB = `${base.slice(0, IFNAMSIZ - 2)}rb`;
+  ensureExitHandlers();
+  let destroyed = false;
+  const destroy = async (): Promise<void> => {
+    if (destroyed) return;
+    destroyed = true;
+    for (const ns of [nsA, nsR, nsB]) deleteNamespaceSync(ns);
+  };
+  for (const ns of [nsA, nsR, nsB]) liveNamespaces.add(ns);
+  try {
+    for (const ns of [nsA, nsR, nsB]) await run('ip', ['netns', 'add', ns]);
+    await run('ip', ['-n', nsA, 'link', 'add', ifA, 'type', 'veth', 'peer', 'name', ifRA, 'netns', nsR]);
+    await run('ip', ['-n', nsB, 'link', 'add', ifB, 'type', 'veth', 'peer', 'name', ifRB, 'netns', nsR]);
+    const addrs: [string, string, string][] = [
+      [nsA, ifA, '198.18.1.1/24'],
+      [nsR, ifRA, '198.18.1.2/24'],
+      [nsR, ifRB, '198.18.2.2/24'],
+      [nsB, ifB, '198.18.2.1/24'],
+    ];
+    for (const [ns, dev, addr] of addrs) {
+      await run('ip', ['-n', ns, 'addr', 'add', addr, 'dev', dev]);
+      await run('ip', ['-n', ns, 'link', 'set', 'dev', dev, 'up']);
+    }
+    for (const ns of [nsA, nsR, nsB]) await run('ip', ['-n', ns, 'link', 'set', 'dev', 'lo', 'up']);
+    await nsExec(nsR, ['sysctl', '-q', '-w', 'net.ipv4.ip_forward=1']);
+    await run('ip', ['-n', nsA, 'route', 'add', 'default', 'via', '198.18.1.2']);
+    await run('ip', ['-n', nsB, 'route', 'add', 'default', 'via', '198.18.2.2']);
+    return { nsA, nsR, nsB, ifA, ifRA, ifRB, ifB, ipA: '198.18.1.1', ipB: '198.18.2.1', destroy };
+  } catch (e) {
+    await destroy();
+    throw e;
+  }
+}
+
 /** Run fn with a fresh topology and destroy it afterwards, also when fn throws. */
 export async function withTopology<T>(tag: string, opts: TopologyOptions, fn: (t: Topology) => Promise<T>): Promise<T> {
   const t = await createTopology(tag, opts);
@@ -484,6 +546,18 @@ export async function tcFilters(ns: string, dev: string, hook: TcHook): Promise<
       directAction: f.options?.['direct-action'] === true,
       raw: f as unknown as Record<string, unknown>,
     }));
+}
+
+/** `tc -j -s qdisc show` of one device in a namespace. */
+export async function qdiscs(ns: string, dev: string): Promise<Array<Record<string, unknown>>> {
+  const r = await run('tc', ['-j', '-s', '-n', ns, 'qdisc', 'show', 'dev', dev]);
+  return JSON.parse(r.stdout || '[]') as Array<Record<string, unknown>>;
+}
+
+/** HTB classes of a device as tc prints them, [handle, rate] (iproute2 6.1 prints classes as text even with -j). */
+export async function htbClasses(ns: string, dev: string): Promise<[string, string][]> {
+  const r = await run('tc', ['-n', ns, 'class', 'show', 'dev', dev]);
+  return [...r.stdout.matchAll(/^class htb (\S+) .*?\brate (\S+)/gm)].map((m) => [m[1]!, m[2]!]);
 }
 
 /** Add the clsact qdisc to a device unless it is there already. */

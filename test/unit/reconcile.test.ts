@@ -99,3 +99,36 @@ describe('reconcile', () => {
     expect(new Set(keys.map(bucketKeyHash)).size).toBe(keys.length);
   });
 });
+
+describe('reconcile: HTB classes of shaped buckets', () => {
+  const shaped = (name: string, port: number): TestRule => ({ name, port, protocol: 'tcp', direction: 'egress', rateBps: 1e8, burstNs: 1e7, mode: 'shape', horizonNs: 5e7 });
+  const classOf = (plan: WritePlan, key: string) => plan.rules.find((w) => w.slot === plan.slots.get(key))?.rule.classid;
+
+  it('gives each shaped bucket the lowest free class minor, carried in its rule as 5053:minor', () => {
+    const plan = reconcile(desiredFrom([shaped('a', 1), web, shaped('b', 2)]), empty());
+    expect(Object.fromEntries(plan.classes)).toEqual({ 'a/egress': 1, 'b/egress': 2 });
+    expect(classOf(plan, 'a/egress')).toBe(0x5053_0001);
+    expect(classOf(plan, 'web/ingress'), 'a policed bucket names no class').toBe(0);
+  });
+
+  it('keeps a class across reconciles and restarts (read back from ps_rule), and reuses a freed minor', () => {
+    const first = reconcile(desiredFrom([shaped('a', 1), shaped('b', 2), shaped('c', 3)]), empty());
+    const kernel = applied(empty(), first);
+    // b goes, d comes: a and c keep 1 and 3, d takes the freed 2; nothing of a or c is rewritten.
+    const second = reconcile(desiredFrom([shaped('a', 1), shaped('c', 3), shaped('d', 4)]), kernel);
+    expect(Object.fromEntries(second.classes)).toEqual({ 'a/egress': 1, 'c/egress': 3, 'd/egress': 2 });
+    expect(second.rules.map((w) => w.slot)).toEqual([second.slots.get('d/egress')]);
+  });
+
+  it('drops the class of a bucket that stops shaping, and skips minor 0x5053 (its leaf would take the root handle 5053:)', () => {
+    const kernel = applied(empty(), reconcile(desiredFrom([shaped('a', 1)]), empty()));
+    const police = reconcile(desiredFrom([{ ...shaped('a', 1), mode: 'police' }]), kernel);
+    expect(police.classes.size).toBe(0);
+    expect(classOf(police, 'a/egress')).toBe(0);
+
+    const many = Array.from({ length: 0x5054 }, (_, i) => shaped(`s${i}`, i + 1));
+    const minors = [...reconcile(desiredFrom(many), empty()).classes.values()];
+    expect(minors).not.toContain(0x5053);
+    expect(Math.max(...minors), `${0x5054} classes end at 0x5055`).toBe(0x5055);
+  });
+});

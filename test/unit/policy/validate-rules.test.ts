@@ -191,7 +191,7 @@ describe('validatePolicy: shaping', () => {
         ),
       ),
     ).toEqual([
-      '5:5 rules[1]: this rule brings the number of shaped buckets to 80000, more than the 65534 HTB classes a ' +
+      '5:5 rules[1]: this rule brings the number of shaped buckets to 80000, more than the 65533 HTB classes a ' +
         'device can hold (16-bit class ids); use buckets: shared for large ranges, or mode: police for some rules',
     ]);
   });
