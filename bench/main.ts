@@ -1,10 +1,11 @@
 /**
- * `make bench`: portshaper against nftables limit, HTB and TBF on a veth
- * pair between two namespaces the benchmark creates. Sections run one after
+ * `make bench`: portshaper (shaping and policing) against nftables limit, HTB
+ * and TBF on a veth pair between two namespaces the benchmark creates (and a
+ * router namespace between them for forwarded traffic). Sections run one after
  * another; each interleaves its repetitions and records machine load. The
  * report (Markdown, JSON, SVG charts) goes to bench/results/.
  *
- *   npx vite-node bench/main.ts -- [--quick] [--only accuracy,perpacket] [--reps N]
+ *   npx vite-node bench/main.ts -- [--quick] [--only accuracy,forwarded] [--reps N]
  *   npx vite-node bench/main.ts -- --render bench/results/<run>.json
  */
 import { readFileSync } from 'node:fs';
@@ -20,10 +21,12 @@ import { writeReport, type BenchResults } from './lib/report.js';
 import { log, runLog } from './lib/runner.js';
 import { runAccuracy } from './sections/accuracy.js';
 import { runControlPlane } from './sections/controlplane.js';
+import { runFairness } from './sections/fairness.js';
+import { runForwarded } from './sections/forwarded.js';
 import { runOverhead } from './sections/overhead.js';
 import { runPerPacket } from './sections/perpacket.js';
 
-const SECTIONS = ['accuracy', 'overhead', 'perpacket', 'controlplane'] as const;
+const SECTIONS = ['accuracy', 'fairness', 'forwarded', 'overhead', 'perpacket', 'controlplane'] as const;
 type SectionName = (typeof SECTIONS)[number];
 
 function options(): { quick: boolean; reps: number; only: SectionName[]; render?: string } {
@@ -76,6 +79,8 @@ async function main(): Promise<void> {
   };
   const runners: Record<SectionName, () => Promise<void>> = {
     accuracy: async () => void (results.accuracy = await runAccuracy(ctx)),
+    fairness: async () => void (results.fairness = await runFairness(ctx)),
+    forwarded: async () => void (results.forwarded = await runForwarded(ctx)),
     overhead: async () => void (results.overhead = await runOverhead(ctx)),
     perpacket: async () => void (results.perpacket = await runPerPacket(ctx)),
     controlplane: async () => void (results.controlplane = await runControlPlane(ctx)),

@@ -1,6 +1,6 @@
 /**
- * The report: one Markdown file (a table per section, the targets of issue 5
- * checked against the numbers), the JSON with every sample's summary and the
+ * The report: one Markdown file (a table per section, the targets of issues
+ * 5 and 9 checked against the numbers), the JSON with every sample's summary and the
  * load log, and SVG charts, all under bench/results/.
  */
 import { copyFileSync, mkdirSync, writeFileSync } from 'node:fs';
@@ -9,11 +9,14 @@ import { fileURLToPath } from 'node:url';
 import type { AccuracyResult } from '../sections/accuracy.js';
 import { TCP_WIRE_IDEAL } from '../sections/accuracy.js';
 import type { ControlPlaneResult } from '../sections/controlplane.js';
+import type { FairnessResult } from '../sections/fairness.js';
+import type { ForwardedResult } from '../sections/forwarded.js';
 import type { OverheadResult } from '../sections/overhead.js';
 import type { PerPacketResult } from '../sections/perpacket.js';
 import { BUSY_LIMITS, type LoadSample } from './load.js';
 import type { Summary } from './stats.js';
 import { lineChart } from './svg.js';
+import { DEFAULT_ECN, DEFAULT_HORIZON, parseDuration } from '../../src/policy/units.js';
 
 /** Everything one run produced. */
 export interface BenchResults {
@@ -25,6 +28,8 @@ export interface BenchResults {
   quick: boolean;
   reps: number;
   accuracy?: AccuracyResult;
+  fairness?: FairnessResult;
+  forwarded?: ForwardedResult;
   overhead?: OverheadResult;
   perpacket?: PerPacketResult;
   controlplane?: ControlPlaneResult;
@@ -60,23 +65,33 @@ const table = (head: string[], rows: string[][]) =>
 // Targets
 // ---------------------------------------------------------------------------
 
-/** One target of issue 5 and what this run says about it. */
+/** One target of an issue and what this run says about it. */
 export interface TargetCheck {
+  issue: number;
   target: string;
   measured: string;
-  verdict: 'met' | 'not met' | 'not measured';
+  /** "reported": the issue asks for the number, with no bar to pass. */
+  verdict: 'met' | 'not met' | 'not measured' | 'reported';
 }
 
 function verdict(pass: boolean | undefined): TargetCheck['verdict'] {
   return pass === undefined ? 'not measured' : pass ? 'met' : 'not met';
 }
 
-/** Evaluate the targets of issue 5 on this run's numbers (medians of quiet runs). */
+/** Evaluate the targets of issues 5 and 9 on this run's numbers (medians of quiet runs). */
 export function checkTargets(r: BenchResults): TargetCheck[] {
-  const out: TargetCheck[] = [];
+  return [...issue5Targets(r).map((t) => ({ issue: 5, ...t })), ...issue9Targets(r).map((t) => ({ issue: 9, ...t }))];
+}
+
+const POLICE = 'portshaper police';
+const SHAPE = 'portshaper shape';
+
+/** Issue 5 (the policer): its targets, measured on the policer's rows. */
+function issue5Targets(r: BenchResults): Omit<TargetCheck, 'issue'>[] {
+  const out: Omit<TargetCheck, 'issue'>[] = [];
   const acc = r.accuracy;
   for (const rate of [10e6, 100e6]) {
-    const row = acc?.udp.find((u) => u.limiter === 'portshaper' && u.rateBps === rate);
+    const row = acc?.udp.find((u) => u.limiter === POLICE && u.rateBps === rate);
     const has = ok(row?.delivered);
     out.push({
       target: `UDP delivered/configured within ±1% of the wire-byte ideal at ${mbit(rate)} Mbit/s`,
@@ -85,28 +100,28 @@ export function checkTargets(r: BenchResults): TargetCheck[] {
     });
   }
   for (const rate of acc?.rates ?? []) {
-    const ps = acc?.tcp.find((t) => t.limiter === 'portshaper' && t.rateBps === rate);
+    const ps = acc?.tcp.find((t) => t.limiter === POLICE && t.rateBps === rate);
     const htb = acc?.tcp.find((t) => t.limiter === 'htb' && t.rateBps === rate);
     const has = ok(ps?.whole) && ok(htb?.whole);
     out.push({
-      target: `TCP goodput/configured at least as close to ${TCP_WIRE_IDEAL.toFixed(3)} as HTB's, ${mbit(rate)} Mbit/s (300 ms burst)`,
+      target: `Policer: TCP goodput/configured at least as close to ${TCP_WIRE_IDEAL.toFixed(3)} as HTB's, ${mbit(rate)} Mbit/s (300 ms burst)`,
       measured: `portshaper ${cell(ps?.whole)}, HTB ${cell(htb?.whole)}`,
       verdict: verdict(has ? Math.abs(ps!.whole.median - TCP_WIRE_IDEAL) <= Math.abs(htb!.whole.median - TCP_WIRE_IDEAL) : undefined),
     });
     out.push({
-      target: `TCP first second ≤ 1.05× configured, ${mbit(rate)} Mbit/s`,
+      target: `Policer: TCP first second ≤ 1.05× configured, ${mbit(rate)} Mbit/s`,
       measured: `portshaper ${cell(ps?.firstSecond)}`,
       verdict: verdict(ok(ps?.firstSecond) ? ps!.firstSecond.median <= 1.05 : undefined),
     });
   }
   const pp = r.perpacket;
-  const psRows = pp?.rows.filter((x) => x.system === 'portshaper') ?? [];
+  const psRows = pp?.rows.filter((x) => x.system === POLICE) ?? [];
   const costs = psRows.map((x) => x.bpfNsPerPacket).filter(ok);
   const empty = pp?.emptyProgram.bpfNsPerPacket;
   if (pp) {
     const worst = costs.length ? Math.max(...costs.map((c) => c.median)) : NaN;
     out.push({
-      target: 'Per-packet cost ≤ empty program + 40 ns (every rule count)',
+      target: 'Policer: per-packet cost ≤ empty program + 40 ns (every rule count)',
       measured: `portshaper ${psRows.map((x) => `${x.rules}: ${cell(x.bpfNsPerPacket, 1)}`).join('; ')} ns; empty ${cell(empty, 1)} ns`,
       verdict: verdict(costs.length === psRows.length && costs.length > 0 && ok(empty) ? worst <= empty.median + 40 : undefined),
     });
@@ -120,7 +135,7 @@ export function checkTargets(r: BenchResults): TargetCheck[] {
   }
   for (const row of r.overhead?.rows ?? []) {
     out.push({
-      target: `Overhead when not limiting ≥ 0.97 of no program: ${row.traffic}`,
+      target: `Overhead when not limiting ≥ 0.97 of no program (no shaped rule): ${row.traffic}`,
       measured: cell(row.ratio),
       verdict: verdict(ok(row.ratio) ? row.ratio.median >= 0.97 : undefined),
     });
@@ -145,6 +160,96 @@ export function checkTargets(r: BenchResults): TargetCheck[] {
   return out;
 }
 
+/** Issue 9 (shaping): the numbers its closing note gives, and their bars. */
+function issue9Targets(r: BenchResults): Omit<TargetCheck, 'issue'>[] {
+  const out: Omit<TargetCheck, 'issue'>[] = [];
+  const acc = r.accuracy;
+  for (const rate of acc?.rates ?? []) {
+    const at = (id: string) => acc?.tcp.find((t) => t.limiter === id && t.rateBps === rate);
+    const shape = at(SHAPE);
+    const htb = at('htb');
+    const police = at(POLICE);
+    out.push({
+      target: `Shape: TCP goodput/configured at least as close to ${TCP_WIRE_IDEAL.toFixed(3)} as HTB's, ${mbit(rate)} Mbit/s`,
+      measured: `shape ${cell(shape?.whole)}, HTB ${cell(htb?.whole)}, police ${cell(police?.whole)}`,
+      verdict: verdict(ok(shape?.whole) && ok(htb?.whole) ? Math.abs(shape!.whole.median - TCP_WIRE_IDEAL) <= Math.abs(htb!.whole.median - TCP_WIRE_IDEAL) + 0.001 : undefined),
+    });
+    out.push({
+      target: `Shape: TCP first second at the receiver ≤ 1.02× configured, ${mbit(rate)} Mbit/s`,
+      measured: `shape ${cell(shape?.firstSecond)}, HTB ${cell(htb?.firstSecond)}, police ${cell(police?.firstSecond)}`,
+      verdict: verdict(ok(shape?.firstSecond) ? shape!.firstSecond.median <= 1.02 : undefined),
+    });
+    out.push({
+      target: `Shape: TCP retransmits no worse than HTB's, ${mbit(rate)} Mbit/s`,
+      measured: `shape ${cell(shape?.retransmits, 0)}, HTB ${cell(htb?.retransmits, 0)}, police ${cell(police?.retransmits, 0)}`,
+      verdict: verdict(ok(shape?.retransmits) && ok(htb?.retransmits) ? shape!.retransmits.median <= htb!.retransmits.median : undefined),
+    });
+  }
+  const pp = r.perpacket;
+  const empty = pp?.emptyProgram.bpfNsPerPacket;
+  for (const system of [POLICE, SHAPE]) {
+    for (const rules of [1, 65_536]) {
+      const row = pp?.rows.find((x) => x.system === system && x.rules === rules);
+      if (!pp) continue;
+      const star = system === SHAPE && rules > 1 ? ' (the measured rule shaped, the others policing)' : '';
+      out.push({
+        target: `${system === SHAPE ? 'Shape' : 'Police'}: matched path ≤ empty program + 40 ns, ${rules.toLocaleString('en-US')} rule(s)${star}`,
+        measured:
+          ok(row?.bpfNsPerPacket) && ok(empty)
+            ? `${cell(row!.bpfNsPerPacket, 1)} ns vs empty ${cell(empty, 1)} ns: +${(row!.bpfNsPerPacket.median - empty.median).toFixed(1)} ns`
+            : 'n/a',
+        verdict: verdict(ok(row?.bpfNsPerPacket) && ok(empty) ? row!.bpfNsPerPacket.median <= empty.median + 40 : undefined),
+      });
+    }
+  }
+  const random = pp?.multiport.rows.find((x) => x.ports === 'random' && x.rules > 1);
+  const one = pp?.multiport.rows.find((x) => x.ports === 'one' && x.rules === random?.rules);
+  if (pp) {
+    out.push({
+      target: 'Multi-port workload (random remote ports, a bucket per port): cost over the empty program, against one port',
+      measured: `random ports +${cell(random?.addedNs, 1)} ns, one port +${cell(one?.addedNs, 1)} ns`,
+      verdict: ok(random?.addedNs) ? 'reported' : 'not measured',
+    });
+  }
+  for (const row of r.overhead?.rows ?? []) {
+    out.push({
+      target: `Unshaped traffic on a device with a shaped rule (HTB root, direct queue) ≥ 0.97 of no program: ${row.traffic}`,
+      measured: cell(row.shapedRatio),
+      verdict: verdict(ok(row.shapedRatio) ? row.shapedRatio.median >= 0.97 : undefined),
+    });
+  }
+  const fwd = r.forwarded;
+  if (fwd) {
+    const find = (limiter: string, ecn: boolean) => fwd.rows.find((x) => x.limiter === limiter && x.ecn === ecn);
+    const plain = find(SHAPE, false);
+    const ecn = find(SHAPE, true);
+    out.push({
+      target: `Forwarded, no ECN: the shaped flow's RTT bounded by the horizon (max RTT < ${FORWARDED_HORIZON_MS} + 5 ms)`,
+      measured: `mean ${cell(plain?.rttMs, 2)} ms, max ${cell(plain?.maxRttMs, 2)} ms; HTB alone: mean ${cell(find('htb', false)?.rttMs, 2)} ms`,
+      verdict: verdict(ok(plain?.maxRttMs) ? plain!.maxRttMs.median < FORWARDED_HORIZON_MS + 5 : undefined),
+    });
+    out.push({
+      target: `Forwarded, ECN on both ends: mean RTT near the ${FORWARDED_ECN_MS} ms marking delay (< ${2 * FORWARDED_ECN_MS} ms)`,
+      measured: `mean ${cell(ecn?.rttMs, 2)} ms, max ${cell(ecn?.maxRttMs, 2)} ms; HTB alone: mean ${cell(find('htb', true)?.rttMs, 2)} ms`,
+      verdict: verdict(ok(ecn?.rttMs) ? ecn!.rttMs.median < 2 * FORWARDED_ECN_MS : undefined),
+    });
+  }
+  const fair = r.fairness;
+  if (fair) {
+    const at = (id: string) => fair.rows.find((x) => x.limiter === id);
+    out.push({
+      target: `Fairness: Jain's index of ${fair.flows} TCP flows on one shaped port (${mbit(fair.rateBps)} Mbit/s)`,
+      measured: `shape ${cell(at(SHAPE)?.jain)}, HTB ${cell(at('htb')?.jain)}, police ${cell(at(POLICE)?.jain)}`,
+      verdict: ok(at(SHAPE)?.jain) ? 'reported' : 'not measured',
+    });
+  }
+  return out;
+}
+
+/** The policy defaults the forwarded case runs with (src/policy/units.ts). */
+const FORWARDED_HORIZON_MS = parseDuration(DEFAULT_HORIZON) / 1e6;
+const FORWARDED_ECN_MS = parseDuration(DEFAULT_ECN) / 1e6;
+
 // ---------------------------------------------------------------------------
 // Sections
 // ---------------------------------------------------------------------------
@@ -162,17 +267,19 @@ function accuracySection(a: AccuracyResult, tcpChart: string): string {
     '',
     table(['limiter', 'where', 'counts'], a.limiters.map((l) => [l.id, l.description, l.counts])),
     '',
-    `TCP through a policer collapses unless the bucket is deeper than TCP's minimum RTO (200 ms): portshaper and nftables ` +
-      `are configured with a 300 ms burst (portshaper's default); one row shows portshaper with 10 ms. HTB and TBF queue ` +
-      `instead of dropping at once and use a 10 ms bucket. The ideal TCP ratio for a limiter counting wire bytes is ` +
+    `TCP through a policer collapses unless the bucket is deeper than TCP's minimum RTO (200 ms): portshaper police and nftables ` +
+      `are configured with a 300 ms burst (the policing default); one row shows the policer with 10 ms. The shapers queue ` +
+      `instead of dropping: portshaper shape with a 10 ms burst (the shaping default; ECN 2 ms and horizon 50 ms, their ` +
+      `defaults, though iperf3's TCP here does not negotiate ECN), HTB and TBF with a 10 ms bucket. "RTT" is TCP's own ` +
+      `smoothed RTT at the sender (iperf3's mean_rtt), the queueing delay the limiter adds. The ideal TCP ratio for a limiter counting wire bytes is ` +
       `1448/1514 = ${TCP_WIRE_IDEAL.toFixed(3)}; limiters that count one set of headers per GSO skb (nftables) let ` +
       'more payload through at the same configured rate.',
     '',
     '### TCP goodput / configured',
     '',
     table(
-      ['limiter', 'Mbit/s', 'burst', 'whole run', 'first second', 'steady state', 'retransmits'],
-      a.tcp.map((t) => [t.limiter, mbit(t.rateBps), `${t.burstNs / 1e6} ms`, cell(t.whole), cell(t.firstSecond), cell(t.steady), cell(t.retransmits, 0)]),
+      ['limiter', 'Mbit/s', 'burst', 'whole run', 'first second (receiver)', 'steady state', 'retransmits', 'RTT ms'],
+      a.tcp.map((t) => [t.limiter, mbit(t.rateBps), `${t.burstNs / 1e6} ms`, cell(t.whole), cell(t.firstSecond), cell(t.steady), cell(t.retransmits, 0), cell(t.rttMs, 2)]),
     ),
     '',
     'A policer whose bucket starts full may pass rate × (1 s + burst) in the first second: up to 1.3× with a 300 ms ' +
@@ -193,8 +300,8 @@ function accuracySection(a: AccuracyResult, tcpChart: string): string {
     ),
     '',
     '"ideal": delivered / configured of a limiter exact in what it counts (nftables at ingress counts IP bytes, so it passes 1442/1428 more wire bytes). ' +
-      "HTB and TBF sit on the sender's own host: their queue pushes back on the socket, so iperf3 cannot offer 2× through " +
-      'them and their loss stays near 0; the policers (portshaper, nftables) see the full 2× and drop the excess. ' +
+      "The shapers (portshaper shape, HTB, TBF) sit on the sender's own host: their queue pushes back on the socket (the sender " +
+      'blocks), so iperf3 cannot offer 2× through them and their loss stays near 0; the policers (portshaper police, nftables) see the full 2× and drop the excess. ' +
       "nftables' extra second of credit lifts a 3 s run by a third.",
   ];
   return parts.join('\n');
@@ -202,23 +309,69 @@ function accuracySection(a: AccuracyResult, tcpChart: string): string {
 
 function overheadSection(o: OverheadResult): string {
   return [
-    '## 2. Overhead when not limiting',
+    '## 4. Overhead when not limiting',
     '',
     `portshaper attached on ingress and egress of both veth ends with an unlimited rule (rate 0: counted, never dropped) ` +
-      `on the test port, local and remote side, against no program and no clsact qdisc at all; ${o.seconds} s runs, the two ` +
-      'interleaved in every repetition; the ratio is paired by repetition.',
+      `on the test port, local and remote side ("no shaped rule": clsact and our program only), against no program and no ` +
+      `clsact qdisc at all. "Shaped device": the same through the controller plus \`${o.shapedRule}\` on the sender, ` +
+      "which installs our HTB root (no default class) and that rule's class: the measured traffic, which no shaped rule " +
+      `names, passes through HTB's direct queue. ${o.seconds} s runs, the three interleaved in every repetition; ratios ` +
+      'are paired by repetition.',
     '',
     table(
-      ['traffic', 'unit', 'no program', 'portshaper', 'portshaper / no program'],
-      o.rows.map((r) => [r.traffic, r.unit, cell(r.none, 2), cell(r.portshaper, 2), cell(r.ratio, 3)]),
+      ['traffic', 'unit', 'no program', 'no shaped rule', '/ no program', 'shaped device', '/ no program'],
+      o.rows.map((r) => [r.traffic, r.unit, cell(r.none, 2), cell(r.portshaper, 2), cell(r.ratio, 3), cell(r.shapedDevice, 2), cell(r.shapedRatio, 3)]),
     ),
   ].join('\n');
 }
 
-function perPacketSection(p: PerPacketResult, chart: string): string {
-  const ps = p.rows.filter((r) => r.system === 'portshaper');
+function fairnessSection(f: FairnessResult): string {
   return [
-    '## 3. Per-packet cost and its growth with the rule count',
+    `## 2. Fairness: ${f.flows} TCP flows on one port limited to ${mbit(f.rateBps)} Mbit/s`,
+    '',
+    `The server in B sends ${f.flows} parallel streams (iperf3 -P ${f.flows}, ${f.seconds} s) from the limited port. ` +
+      "Jain's index over the bytes each stream delivered (1 = equal shares, " +
+      `${(1 / f.flows).toFixed(2)} = one flow takes everything); "worst share": the smallest stream's bytes / an equal share; ` +
+      'aggregate: all streams\' goodput / configured (wire ideal 0.956). RTT: mean of the streams\' smoothed RTT.',
+    '',
+    table(
+      ['limiter', 'burst', "Jain's index", 'worst share', 'aggregate', 'retransmits', 'RTT ms'],
+      f.rows.map((r) => [r.limiter, `${r.burstNs / 1e6} ms`, cell(r.jain, 4), cell(r.worstShare, 3), cell(r.aggregate), cell(r.retransmits, 0), cell(r.rttMs, 2)]),
+    ),
+    '',
+    "portshaper shape and HTB queue all four flows in one class's FIFO (bfifo / pfifo): how evenly they share it is TCP's " +
+      'doing, with no per-flow scheduler (this kernel has no fq_codel or sfq).',
+  ].join('\n');
+}
+
+function forwardedSection(f: ForwardedResult): string {
+  return [
+    `## 3. Forwarded traffic: RTT of a shaped flow through a router, ${mbit(f.rateBps)} Mbit/s`,
+    '',
+    `A (sender, Reno) → R → B (iperf3 server), ${f.seconds} s, one stream. portshaper on R's egress towards B: ` +
+      `\`${f.rule}\` (ECN marking past ${FORWARDED_ECN_MS} ms, drop past the ${FORWARDED_HORIZON_MS} ms horizon: the defaults). ` +
+      "HTB alone: an HTB root on the same device, a u32 filter on the destination port to a class at the rate (10 ms burst, HTB's " +
+      'default pfifo leaf of txqueuelen packets). "ECN": net.ipv4.tcp_ecn=1 in A and B, so the flow is ECN-capable. RTT is TCP\'s ' +
+      'own smoothed RTT at the sender (iperf3 mean_rtt and max_rtt); the path adds well under 1 ms without a queue.',
+    '',
+    table(
+      ['limiter', 'ECN', 'goodput / configured', 'mean RTT ms', 'max RTT ms', 'retransmits', 'CE marks', 'drops'],
+      f.rows.map((r) => [r.limiter, r.ecn ? 'on' : 'off', cell(r.goodput), cell(r.rttMs, 2), cell(r.maxRttMs, 2), cell(r.retransmits, 0), r.marks ? cell(r.marks, 0) : '—', r.drops ? cell(r.drops, 0) : '—']),
+    ),
+    '',
+    'No TCP small-queue limit holds a forwarded sender back: without ECN the queue grows until something drops. ' +
+      "portshaper's horizon drops first, so the RTT stays within it; HTB alone lets it grow to its leaf queue's length. " +
+      'With ECN the program marks CE past the marking delay, and Reno backs off with no loss.',
+  ].join('\n');
+}
+
+function perPacketSection(p: PerPacketResult, chart: string): string {
+  const ps = p.rows.filter((r) => r.system === POLICE);
+  const shapeAt = (n: number) => p.rows.find((r) => r.system === SHAPE && r.rules === n)?.bpfNsPerPacket;
+  const minusEmpty = (x: Summary | undefined) =>
+    ok(x) && ok(p.emptyProgram.bpfNsPerPacket) ? (x.median - p.emptyProgram.bpfNsPerPacket.median).toFixed(1) : 'n/a';
+  return [
+    '## 5. Per-packet cost and its growth with the rule count',
     '',
     `UDP, 64-byte payloads, as fast as iperf3 sends, ${p.seconds} s per run, through the sender's egress. Each rule set ` +
       'holds N per-port limits at a rate far above the traffic (80 Gbit/s), so nothing is dropped but every packet pays ' +
@@ -227,14 +380,22 @@ function perPacketSection(p: PerPacketResult, chart: string): string {
     '### BPF run time per packet (`kernel.bpf_stats_enabled`, restored afterwards)',
     '',
     table(
-      ['rules', 'portshaper ns/packet', 'empty cls_bpf ns/packet (same run)', 'portshaper − empty'],
+      ['rules', 'police ns/packet', 'police − empty', 'shape ns/packet', 'shape − empty', 'empty cls_bpf ns/packet (same run)'],
       ps.map((r) => [
         r.rules.toLocaleString('en-US'),
         cell(r.bpfNsPerPacket, 1),
+        minusEmpty(r.bpfNsPerPacket),
+        cell(shapeAt(r.rules), 1),
+        minusEmpty(shapeAt(r.rules)),
         cell(p.emptyProgram.bpfNsPerPacket, 1),
-        ok(r.bpfNsPerPacket) && ok(p.emptyProgram.bpfNsPerPacket) ? (r.bpfNsPerPacket.median - p.emptyProgram.bpfNsPerPacket.median).toFixed(1) : 'n/a',
       ]),
     ),
+    '',
+    'Shape: the measured rule is shaped (the program classifies the packet into its HTB class, which at 80 Gbit/s never ' +
+      'queues, and advances its virtual queue), the other N−1 rules police: a device holds 65,533 HTB classes (16-bit ' +
+      'class ids), so a table of 65,536 shaped rules cannot exist, and the lookup the packet pays is the same. HTB\'s own ' +
+      'cost per packet (enqueue, dequeue, root lock) is not in the program\'s run time: it shows in the rate and CPU ' +
+      'columns below.',
     '',
     `The same portshaper program on a port no rule names (parse, interface and port lookups, global counter; no ` +
       `bucket): ${cell(p.portshaperUnmatchedNs, 1)} ns/packet.`,
@@ -254,13 +415,36 @@ function perPacketSection(p: PerPacketResult, chart: string): string {
     table(['system', 'what'], p.systems.map((s) => [s.id, s.description])),
     '',
     `![small-packet rate vs rule count](${chart})`,
+    '',
+    multiPortSection(p),
   ].join('\n');
 }
+
+function multiPortSection(p: PerPacketResult): string {
+  const m = p.multiport;
+  return [
+    '### Multi-port workload: random remote ports',
+    '',
+    `A small C sender (bench/lib/spray.ts, sendmmsg) sends ${SMALL_LEN_NOTE} from one source port for ${m.seconds} s, to one ` +
+      'destination port or to a random port (1–65535) for every datagram, through the sender\'s egress. portshaper holds ' +
+      'remote-port rules (the egress client limit, so the local-port lookup misses first): one rule, or one rule and one ' +
+      'bucket per port (65,535), all at 80 Gbit/s. Random ports spread the lookups over the 16 MiB port table and 65,535 ' +
+      'buckets, rules and counters: the cache misses that one port never has. "− empty": minus the empty program with the ' +
+      'same traffic, paired by repetition.',
+    '',
+    table(
+      ['program', 'rules', 'destination ports', 'BPF ns/packet', '− empty', 'kpps sent'],
+      m.rows.map((r) => [r.program, r.rules ? r.rules.toLocaleString('en-US') : '—', r.ports, cell(r.bpfNsPerPacket, 1), r.rules ? cell(r.addedNs, 1) : '', cell(r.kppsSent, 0)]),
+    ),
+  ].join('\n');
+}
+
+const SMALL_LEN_NOTE = '64-byte payloads (106-byte frames)';
 
 function controlPlaneSection(c: ControlPlaneResult): string {
   const apply = new Set(['portshaper policy file', 'portshaper plan+apply', 'nft -f map', 'nft -f linear', 'tc -batch u32']);
   return [
-    '## 4. Control plane',
+    '## 6. Control plane',
     '',
     'Time to put N per-port limits (100 Mbit/s, 300 ms burst, egress, local port) into the kernel of the benchmark\'s ' +
       'namespace, from empty; nft and tc times include their process start. "/ nft -f map" is paired by repetition.',
@@ -292,7 +476,7 @@ function noiseSection(r: BenchResults): string {
   const range = (xs: number[], f: (x: number) => string) => (xs.length ? `${f(Math.min(...xs))}–${f(Math.max(...xs))}` : 'n/a');
   const pct = (x: number) => `${(x * 100).toFixed(0)}%`;
   return [
-    '## 5. Noise',
+    '## 7. Noise',
     '',
     `Before every measured run the benchmark idles ${300} ms and reads /proc/stat: CPU time (user+nice+system) not spent ` +
       'by the benchmark or its children is "others". The same is read over the run itself when it lasts at least 1 s ' +
@@ -327,7 +511,7 @@ function noiseSection(r: BenchResults): string {
 function failuresSection(r: BenchResults): string {
   const lines: string[] = [];
   for (const [name, err] of Object.entries(r.sectionErrors)) lines.push(`- section ${name} failed: \`${err.split('\n')[0]}\``);
-  for (const s of [r.accuracy, r.overhead, r.perpacket, r.controlplane]) {
+  for (const s of [r.accuracy, r.fairness, r.forwarded, r.overhead, r.perpacket, r.controlplane]) {
     for (const [id, msgs] of Object.entries(s?.failures ?? {})) for (const m of msgs) lines.push(`- ${id}: \`${m.split('\n')[0]!.slice(0, 300)}\``);
   }
   return lines.length ? ['## Failed runs', '', ...lines].join('\n') : '';
@@ -386,11 +570,17 @@ export function writeReport(r: BenchResults): string[] {
       `${r.reps} interleaved repetition(s) per case, ${minutes.toFixed(1)} minutes. Generated by \`make bench\` (bench/main.ts); ` +
       'every ratio is against a baseline measured in the same run. The raw value and load of every run: the JSON beside this file.',
     '',
-    '## Targets (issue 5)',
+    '## Targets',
     '',
-    table(['target', 'measured (median, min–max)', 'verdict'], targets.map((t) => [t.target, t.measured, t.verdict])),
+    'Issue 9 (shaping) first, then issue 5 (the policer, the O(1) lookup, the control plane).',
+    '',
+    table(['issue', 'target', 'measured (median, min–max)', 'verdict'], [...targets].sort((a, b) => b.issue - a.issue).map((t) => [String(t.issue), t.target, t.measured, t.verdict])),
     '',
     r.accuracy ? accuracySection(r.accuracy, tcpChart) : '',
+    '',
+    r.fairness ? fairnessSection(r.fairness) : '',
+    '',
+    r.forwarded ? forwardedSection(r.forwarded) : '',
     '',
     r.overhead ? overheadSection(r.overhead) : '',
     '',

@@ -9,6 +9,7 @@
  * TEST_PORT) comes last: the worst case for a linear list.
  */
 import type { DesiredState } from '../../src/kernel/desired.js';
+import { DEFAULT_ECN, DEFAULT_HORIZON, parseDuration } from '../../src/policy/units.js';
 import { desiredFrom } from '../../test/helpers/dataplane.js';
 import { TEST_PORT } from './traffic.js';
 
@@ -40,9 +41,22 @@ export interface LimitParams {
 const burstBytes = (l: LimitParams) => Math.max(1, Math.round((l.rateBps * l.burstNs) / 8e9));
 const ruleName = (r: PortRule) => `${r.protocol}-${r.port}`;
 
-/** The data plane's desired state for the set (egress, local port). */
-export function desiredState(rules: readonly PortRule[], limit: LimitParams): DesiredState {
-  return desiredFrom(rules.map((r) => ({ name: ruleName(r), port: r.port, protocol: r.protocol, direction: 'egress', ...limit })));
+/** How the measured rule (the last) of a set limits: police like the rest, or shape with the policy's ECN and horizon defaults. */
+export type LastRule = 'police' | 'shape';
+
+/** The data plane's desired state for the set (egress, local port; rules only, no interface). */
+export function desiredState(rules: readonly PortRule[], limit: LimitParams, last: LastRule = 'police'): DesiredState {
+  const shaping = { mode: 'shape', ecnNs: parseDuration(DEFAULT_ECN), horizonNs: parseDuration(DEFAULT_HORIZON) } as const;
+  return desiredFrom(
+    rules.map((r, i) => ({
+      name: ruleName(r),
+      port: r.port,
+      protocol: r.protocol,
+      direction: 'egress',
+      ...limit,
+      ...(last === 'shape' && i === rules.length - 1 ? shaping : {}),
+    })),
+  );
 }
 
 /** A policy file with the set, on one interface: what an operator would write. */

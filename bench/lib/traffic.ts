@@ -22,6 +22,12 @@ export interface TcpOutcome {
   retransmits: number;
   /** Receiver's payload rate per reporting second. */
   perSecondBps: number[];
+  /** TCP's own smoothed RTT at the sender, mean over the run (ms; mean over the streams). */
+  rttMs: number;
+  /** Largest smoothed RTT the sender saw (ms). */
+  maxRttMs: number;
+  /** Payload bytes each stream delivered (receiver side). */
+  streamBytes: number[];
 }
 
 /** UDP delivered in wire bits/s, what was offered, and loss. */
@@ -37,19 +43,57 @@ export interface UdpOutcome {
 
 const rateOf = (bytes: number, seconds: number) => (seconds > 0 ? (bytes * 8) / seconds : NaN);
 
-/** One TCP stream, server in B sending for `seconds`, reported each second. */
-export async function tcpRun(topo: Topology, seconds: number, port = TEST_PORT): Promise<TcpOutcome> {
-  const r = await runIperf({ nsClient: topo.nsA, nsServer: topo.nsB, serverIp: topo.ipB, port, reverse: true, seconds, intervalSeconds: 1 });
+/** Which TCP run: by default one stream that the server in B sends to the client in A. */
+export interface TcpRunOptions {
+  port?: number;
+  parallel?: number;
+}
+
+/** TCP runs the server in B sends (-R) for `seconds`, reported each second. */
+export async function tcpRun(topo: Topology, seconds: number, opts: TcpRunOptions = {}): Promise<TcpOutcome> {
+  const r = await runIperf({
+    nsClient: topo.nsA,
+    nsServer: topo.nsB,
+    serverIp: topo.ipB,
+    port: opts.port ?? TEST_PORT,
+    reverse: true,
+    seconds,
+    intervalSeconds: 1,
+    ...(opts.parallel ? { parallel: opts.parallel } : {}),
+  });
+  return tcpOutcome(r);
+}
+
+type StreamEnd = { sender?: { mean_rtt?: number; max_rtt?: number }; receiver?: { bytes?: number } };
+const streamsOf = (json: IperfResult['raw'] | undefined) => ((json?.end as { streams?: StreamEnd[] } | undefined)?.streams ?? []);
+
+/** Goodput, its parts, retransmits and RTT of any TCP iperf3 result. */
+export function tcpOutcome(r: IperfResult): TcpOutcome {
   const [first, ...rest] = r.intervals;
   const restBytes = rest.reduce((a, i) => a + i.bytes, 0);
   const restSeconds = rest.reduce((a, i) => a + (i.end - i.start), 0);
+  // Only the sending side knows the RTT: the server's JSON (--get-server-output) for -R, else the client's.
+  const senders = streamsOf(r.reverse ? r.raw.server_output_json : r.raw).map((s) => s.sender ?? {});
+  const receivers = streamsOf(r.reverse ? r.raw : r.raw.server_output_json).map((s) => s.receiver?.bytes ?? 0);
+  const rtts = senders.map((s) => s.mean_rtt).filter((v): v is number => v !== undefined && v > 0);
   return {
     goodputBps: tcpGoodputBitsPerSecond(r),
     firstSecondBps: first ? rateOf(first.bytes, first.end - first.start) : NaN,
     steadyBps: rateOf(restBytes, restSeconds),
     retransmits: r.retransmits ?? 0,
     perSecondBps: r.intervals.map((i) => rateOf(i.bytes, i.end - i.start)),
+    // iperf3 reports microseconds.
+    rttMs: rtts.length ? rtts.reduce((a, b) => a + b, 0) / rtts.length / 1000 : NaN,
+    maxRttMs: senders.length ? Math.max(...senders.map((s) => s.max_rtt ?? 0)) / 1000 : NaN,
+    streamBytes: receivers,
   };
+}
+
+/** Jain's fairness index of per-flow throughputs: 1 = equal shares, 1/n = one flow takes everything. */
+export function jainIndex(xs: readonly number[]): number {
+  const sum = xs.reduce((a, b) => a + b, 0);
+  const squares = xs.reduce((a, b) => a + b * b, 0);
+  return squares > 0 ? (sum * sum) / (xs.length * squares) : NaN;
 }
 
 /** One UDP stream from B at `bitrate` (iperf3 counts payload; 0 = as fast as it can). */

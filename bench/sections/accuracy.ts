@@ -1,7 +1,9 @@
 /**
  * Section 1: accuracy. One port limited at 10, 100 and 1000 Mbit/s by each
- * limiter; TCP goodput (whole run, first second, steady state, retransmits)
- * and UDP offered at twice the rate (delivered wire rate, loss).
+ * limiter (portshaper shaping and policing, nftables, HTB, TBF); TCP goodput
+ * (whole run, first second at the receiver, steady state, retransmits, TCP's
+ * own RTT at the sender) and UDP offered at twice the rate (delivered wire
+ * rate, loss).
  */
 import { allLimiters, portshaperLimiter, type Limiter } from '../lib/limiters.js';
 import { BUSY_LIMITS } from '../lib/load.js';
@@ -16,6 +18,8 @@ const MBIT = 1e6;
 const TCP_BURST_NS = 300_000_000;
 /** The shallow bucket that shows TCP collapsing under a policer. */
 const SHALLOW_BURST_NS = 10_000_000;
+/** Shaping: how far ahead of the rate a flow may start (the policy's default for mode: shape). */
+export const SHAPE_BURST_NS = 10_000_000;
 /** UDP: a shallow bucket, so the start credit adds little to a short run. */
 const UDP_BURST_NS = 10_000_000;
 /** TCP payload per wire byte of a full-size segment with timestamps: 1448 / 1514. */
@@ -37,6 +41,8 @@ export interface TcpRow {
   firstSecond: Summary;
   steady: Summary;
   retransmits: Summary;
+  /** TCP's smoothed RTT at the sender, mean over the run (ms). */
+  rttMs: Summary;
   /** The receiver's rate per second in the first quiet run (bits/s). */
   perSecondBps: number[];
 }
@@ -72,9 +78,9 @@ export async function runAccuracy(ctx: BenchContext): Promise<AccuracyResult> {
 
   const tcpVariants: { rateBps: number; v: Variant }[] = [];
   for (const rateBps of rates) {
-    for (const limiter of limiters) tcpVariants.push({ rateBps, v: { limiter, label: limiter.id, burstNs: TCP_BURST_NS } });
+    for (const limiter of limiters) tcpVariants.push({ rateBps, v: { limiter, label: limiter.id, burstNs: tcpBurstOf(limiter) } });
   }
-  tcpVariants.push({ rateBps: 100 * MBIT, v: { limiter: portshaperLimiter(ctx), label: 'portshaper (10 ms burst)', burstNs: SHALLOW_BURST_NS } });
+  tcpVariants.push({ rateBps: 100 * MBIT, v: { limiter: portshaperLimiter(ctx), label: 'portshaper police (10 ms burst)', burstNs: SHALLOW_BURST_NS } });
   const udpVariants = rates.flatMap((rateBps) => limiters.map((limiter) => ({ rateBps, v: { limiter, label: limiter.id, burstNs: UDP_BURST_NS } })));
 
   const id = (proto: string, label: string, rateBps: number) => `accuracy ${proto} ${label} @ ${rateBps / MBIT} Mbit/s`;
@@ -115,6 +121,7 @@ export async function runAccuracy(ctx: BenchContext): Promise<AccuracyResult> {
         firstSecond: ratio((o) => o.firstSecondBps),
         steady: ratio((o) => o.steadyBps),
         retransmits: summarize(s, (o) => o.retransmits),
+        rttMs: summarize(s, (o) => o.rttMs),
         perSecondBps: firstQuiet(s)?.perSecondBps ?? [],
       };
     }),
@@ -132,6 +139,11 @@ export async function runAccuracy(ctx: BenchContext): Promise<AccuracyResult> {
     }),
     failures: Object.fromEntries([...tcp.failures, ...udp.failures]),
   };
+}
+
+/** Policers get the 300 ms TCP needs; portshaper's shaper the shaping default (HTB and TBF use their own 10 ms). */
+function tcpBurstOf(limiter: Limiter): number {
+  return limiter.id === 'portshaper shape' ? SHAPE_BURST_NS : TCP_BURST_NS;
 }
 
 function firstQuiet<T>(samples: readonly Sample<T>[]): T | undefined {

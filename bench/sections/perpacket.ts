@@ -8,17 +8,26 @@
  *
  * The measured traffic matches the last rule of each set (worst case for a
  * linear list) and is never limited (the rate is far above it), so every
- * packet pays the full lookup and the bucket.
+ * packet pays the full lookup and the bucket. portshaper is measured policing
+ * and shaping (the measured rule in mode: shape, its HTB class under our root).
+ *
+ * A multi-port workload then sends to random remote ports (a rule and a
+ * bucket per port), so that the lookups spread over the whole table and its
+ * buckets: the cache effects one destination port never shows.
  */
+import type { DesiredInterface, DesiredState } from '../../src/kernel/desired.js';
 import { inNetns } from '../../src/kernel/netns.js';
+import { desiredFrom } from '../../test/helpers/dataplane.js';
 import { ensureClsact, nsExec, run } from '../../test/helpers/net.js';
 import { attachEmpty, detachEmpty, nsPerRun, progStats, withBpfStats, type ProgStats } from '../lib/bpfstats.js';
-import { attachAt, clearRules, detachFrom, ends, removeClsact, setRules, type BenchContext } from '../lib/context.js';
+import { attachAt, clearRules, detachFrom, ends, removeClsact, setRules, type BenchContext, type End } from '../lib/context.js';
+import { ControlledDevice } from '../lib/controlled.js';
 import { nftFile, tempFile } from '../lib/host.js';
 import { machineBusyNs } from '../lib/load.js';
 import { runInterleaved, type Case } from '../lib/runner.js';
 import { desiredState, NFT_TABLES, nftLinear, nftMap, ruleSet, U32_PRIO, u32Batch, type LimitParams, type PortRule } from '../lib/rulesets.js';
-import { pairedRatio, summarize, type Summary } from '../lib/stats.js';
+import { pairedRatio, summarize, type Sample, type Summary } from '../lib/stats.js';
+import { spray } from '../lib/spray.js';
 import { SMALL_LEN, TEST_PORT, udpRun } from '../lib/traffic.js';
 
 /** Far above what a veth carries here: the bucket is charged, never empty. */
@@ -75,7 +84,24 @@ export interface PerPacketResult {
   /** portshaper's run time on traffic no rule names (parse and lookup only). */
   portshaperUnmatchedNs: Summary;
   rows: PerPacketRow[];
+  multiport: MultiPortResult;
   failures: Record<string, string[]>;
+}
+
+/** One multi-port case: BPF time per packet and the rate the sender reached. */
+export interface MultiPortRow {
+  program: string;
+  rules: number;
+  ports: 'one' | 'random';
+  bpfNsPerPacket: Summary;
+  /** bpfNsPerPacket minus the empty program's with the same traffic, paired by repetition. */
+  addedNs: Summary;
+  kppsSent: Summary;
+}
+
+export interface MultiPortResult {
+  seconds: number;
+  rows: MultiPortRow[];
 }
 
 /** Measure every system at every rule count, with BPF run-time statistics on. */
@@ -116,7 +142,7 @@ async function measure(ctx: BenchContext): Promise<PerPacketResult> {
   ];
   // Where portshaper's time goes: the same program on a port no rule names
   // (parse and lookup, no bucket), measured beside the rest.
-  const unmatched = systems.find((s) => s.id === 'portshaper')!;
+  const unmatched = systems.find((s) => s.id === 'portshaper police')!;
   cases.push({
     id: 'perpacket portshaper, port without a rule',
     setup: () => unmatched.install([{ protocol: 'udp', port: TEST_PORT + 1 }]),
@@ -136,7 +162,8 @@ async function measure(ctx: BenchContext): Promise<PerPacketResult> {
       });
     }
   }
-  const r = await runInterleaved(cases, ctx.reps);
+  const multi = multiPortCases(ctx);
+  const r = await runInterleaved<PacketRun>([...cases, ...multi.cases], ctx.reps);
   const none = r.samples.get('perpacket no program') ?? [];
   const empty = r.samples.get('perpacket empty cls_bpf') ?? [];
   const kpps = (v: PacketRun) => v.receivedPps / 1e3;
@@ -167,7 +194,107 @@ async function measure(ctx: BenchContext): Promise<PerPacketResult> {
         return row;
       }),
     ),
+    multiport: multi.summarize(r.samples),
     failures: Object.fromEntries(r.failures),
+  };
+}
+
+/** Seconds of one multi-port run. */
+const SPRAY_SECONDS = 2;
+
+/**
+ * The multi-port workload: UDP from one source port to one destination port
+ * or to a random one per datagram, through the sender's egress, against
+ * remote-port rules (the egress client limit: the local lookup misses first).
+ * The empty program with the same traffic is the floor.
+ */
+function multiPortCases(ctx: BenchContext) {
+  const { sender } = ends(ctx.topo);
+  const remoteRules = (count: 1 | 65_535): DesiredState =>
+    desiredFrom([
+      {
+        name: 'client',
+        port: count === 1 ? TEST_PORT : [1, 65_535],
+        protocol: 'udp',
+        direction: 'egress',
+        side: 'remote',
+        perPort: count !== 1,
+        ...NEVER_LIMITING,
+      },
+    ]);
+  const sprayRun = async (ports: 'one' | 'random', programId: number): Promise<PacketRun> => {
+    const before = await progStats(programId);
+    const r = await spray(sender.ns, ctx.topo.ipA, SPRAY_SECONDS, SMALL_LEN, ports === 'one' ? TEST_PORT : 'random');
+    const after = await progStats(programId);
+    return { receivedPps: r.sentPackets / r.seconds, cpuNsPerPacket: NaN, bpfNsPerPacket: nsPerRun(before, after) };
+  };
+  type Variant = { program: string; rules: number; ports: 'one' | 'random' };
+  const variants: Variant[] = [
+    { program: 'empty cls_bpf', rules: 0, ports: 'one' },
+    { program: 'empty cls_bpf', rules: 0, ports: 'random' },
+    { program: 'portshaper police', rules: 1, ports: 'one' },
+    { program: 'portshaper police', rules: 65_535, ports: 'one' },
+    { program: 'portshaper police', rules: 65_535, ports: 'random' },
+  ];
+  const id = (v: Variant) => `perpacket multiport ${v.program} x ${v.rules}, ${v.ports === 'one' ? 'one port' : 'random ports'}`;
+  let emptyId = 0;
+  const cases: Case<PacketRun>[] = variants.map((v) =>
+    v.rules === 0
+      ? {
+          id: id(v),
+          setup: async () => {
+            emptyId = await attachEmpty(sender);
+          },
+          measure: () => sprayRun(v.ports, emptyId),
+          teardown: () => detachEmpty(sender),
+        }
+      : {
+          id: id(v),
+          setup: async () => {
+            setRules(ctx.dp, remoteRules(v.rules as 1 | 65_535));
+            attachAt(ctx.dp, sender, { ingress: false, egress: true });
+          },
+          measure: async () => sprayRun(v.ports, inNetns(sender.ns, () => ctx.dp.attached(sender.ifindex, sender.ifname)).egress),
+          teardown: async () => {
+            detachFrom(ctx.dp, sender);
+            clearRules(ctx.dp);
+          },
+        },
+  );
+  return {
+    cases,
+    summarize(samples: Map<string, Sample<PacketRun>[]>): MultiPortResult {
+      return {
+        seconds: SPRAY_SECONDS,
+        rows: variants.map((v) => {
+          const mine = samples.get(id(v)) ?? [];
+          const floor = samples.get(id({ program: 'empty cls_bpf', rules: 0, ports: v.ports })) ?? [];
+          const added = mine.map((m) => {
+            const base = floor.find((x) => x.rep === m.rep);
+            return { ...m, value: base ? (m.value.bpfNsPerPacket ?? NaN) - (base.value.bpfNsPerPacket ?? NaN) : NaN, load: { ...m.load, busy: m.load.busy || !!base?.load.busy } };
+          });
+          return {
+            ...v,
+            bpfNsPerPacket: summarize(mine, (x) => x.bpfNsPerPacket),
+            addedNs: summarize(added, (x) => x),
+            kppsSent: summarize(mine, (x) => x.receivedPps / 1e3),
+          };
+        }),
+      };
+    },
+  };
+}
+
+/** The interface entry the planner would write for the sender's egress with these shaped buckets. */
+function shapedInterface(end: End, desired: DesiredState): DesiredInterface {
+  return {
+    name: end.ifname,
+    profile: 0,
+    ingress: false,
+    egress: true,
+    remote: { ingress: false, egress: false },
+    shaped: desired.buckets.filter((b) => b.mode === 'shape').map((b) => b.key),
+    replaceQdisc: false,
   };
 }
 
@@ -181,10 +308,12 @@ function makeSystems(ctx: BenchContext): System[] {
       await nsExec(sender.ns, ['nft', 'delete', 'table', 'netdev', table]);
     },
   });
+  const shaper = new ControlledDevice(ctx.dp, sender);
+  const egressProgram = async () => inNetns(sender.ns, () => ctx.dp.attached(sender.ifindex, sender.ifname)).egress;
   return [
     {
-      id: 'portshaper',
-      description: 'portshaper on tc egress of the sender: array lookup by port, one bucket per rule',
+      id: 'portshaper police',
+      description: 'portshaper on tc egress of the sender: array lookup by port, one bucket per rule, mode: police',
       async install(rules) {
         setRules(ctx.dp, desiredState(rules, NEVER_LIMITING));
         attachAt(ctx.dp, sender, { ingress: false, egress: true });
@@ -193,9 +322,22 @@ function makeSystems(ctx: BenchContext): System[] {
         detachFrom(ctx.dp, sender);
         clearRules(ctx.dp);
       },
-      async programId() {
-        return inNetns(sender.ns, () => ctx.dp.attached(sender.ifindex, sender.ifname)).egress;
+      programId: egressProgram,
+    },
+    {
+      id: 'portshaper shape',
+      description:
+        "portshaper through the controller: the measured rule in mode: shape (the program sets skb->priority to its HTB class " +
+        'under our root, and keeps its virtual queue), the other N−1 policing (a device holds 65,533 HTB classes, so 65,536 ' +
+        'shaped rules cannot exist; the table size and lookup are the same)',
+      async install(rules) {
+        const desired = desiredState(rules, NEVER_LIMITING, 'shape');
+        shaper.enforce({ ...desired, interfaces: [shapedInterface(sender, desired)] });
       },
+      async remove() {
+        shaper.release();
+      },
+      programId: egressProgram,
     },
     {
       id: 'nft linear',
