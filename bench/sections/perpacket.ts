@@ -84,7 +84,8 @@ export interface PerPacketResult {
   /** portshaper's run time on traffic no rule names (parse and lookup only). */
   portshaperUnmatchedNs: Summary;
   rows: PerPacketRow[];
-  multiport: MultiPortResult;
+  /** Absent from runs made before the multi-port workload existed. */
+  multiport?: MultiPortResult;
   failures: Record<string, string[]>;
 }
 
