@@ -50,8 +50,9 @@ const ok = (s: Summary | undefined): s is Summary => !!s && !s.refused && Number
 /** "0.957 (0.955–0.958)", or why there is no number. */
 function cell(s: Summary | undefined, digits = 3, scale = 1): string {
   if (!s) return '—';
-  if (s.refused || !Number.isFinite(s.median)) return `n/a (${s.refused ?? 'no value'})`;
   const f = (v: number) => (v * scale).toFixed(digits);
+  // A busy run's value is shown in italics beside the refusal so the table is not blank, and never counts as a result.
+  if (s.refused || !Number.isFinite(s.median)) return `n/a (${s.refused ?? 'no value'}${s.busyMedian !== undefined ? `; busy runs: *${f(s.busyMedian)}*` : ''})`;
   const spread = s.used > 1 ? ` (${f(s.min)}–${f(s.max)})` : '';
   const partial = s.used < s.runs ? ` [${s.used}/${s.runs} runs]` : '';
   return `${f(s.median)}${spread}${partial}`;
@@ -482,7 +483,8 @@ function noiseSection(r: BenchResults): string {
       '(/proc/stat counts 10 ms ticks). A run where others used more ' +
       `than ${pct(BUSY_LIMITS.cpuBound)} of all CPUs (${pct(BUSY_LIMITS.limiterBound)} for accuracy runs up to 100 Mbit/s, ` +
       'where the bucket, not the CPU, sets the rate), before or during, is recorded but not used for any number or ratio; a cell ' +
-      'with no quiet run says "n/a (machine too busy in every run)" instead of a number.',
+      'with no quiet run says "n/a (machine too busy in every run)" instead of a number, followed by the median of its busy ' +
+      'runs in italics: for orientation only, never a result, and never judged against a target.',
     '',
     table(
       ['runs', 'too busy (not used)', '1-min loadavg', 'others before run', 'others during run'],

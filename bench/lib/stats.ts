@@ -21,6 +21,8 @@ export interface Summary {
   runs: number;
   /** Why there is no number (every run was too busy, or nothing measured). */
   refused?: string;
+  /** When every run was too busy: the median of those runs, for orientation only (never a result). */
+  busyMedian?: number;
 }
 
 /** Median of a non-empty list. */
@@ -36,7 +38,8 @@ export function summarize<T>(samples: readonly Sample<T>[], pick: (v: T) => numb
   const values = quiet.map((s) => pick(s.value)).filter((v): v is number => v !== undefined && Number.isFinite(v));
   if (!values.length) {
     const refused = samples.length === 0 ? 'not measured' : quiet.length === 0 ? 'machine too busy in every run' : 'no value';
-    return { median: NaN, min: NaN, max: NaN, used: 0, runs: samples.length, refused };
+    const busy = samples.map((s) => pick(s.value)).filter((v): v is number => v !== undefined && Number.isFinite(v));
+    return { median: NaN, min: NaN, max: NaN, used: 0, runs: samples.length, refused, ...(quiet.length === 0 && busy.length ? { busyMedian: median(busy) } : {}) };
   }
   return { median: median(values), min: Math.min(...values), max: Math.max(...values), used: values.length, runs: samples.length };
 }
