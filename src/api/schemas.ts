@@ -96,6 +96,36 @@ export const RulePatch = Type.Object(
 );
 export type RulePatch = Static<typeof RulePatch>;
 
+/** GET /v1/rules/{name}/clients query. */
+export const ClientsQuery = Type.Object({
+  top: Type.Optional(Type.Integer({ minimum: 1, maximum: 1000, default: 20, description: 'How many clients to list.' })),
+  by: Type.Optional(
+    Type.Union([Type.Literal('bytes'), Type.Literal('drops')], { default: 'bytes', description: 'Rank by passed bytes or by dropped packets.' }),
+  ),
+});
+export type ClientsQuery = Static<typeof ClientsQuery>;
+
+/** The clients of a rule with per-client limits. */
+export const ClientsView = Type.Object({
+  rule: Type.String(),
+  clients: Type.Integer({ description: 'Clients the table holds now for this rule.' }),
+  added: Type.Integer({ description: 'Clients added since the rule was created (first seen, or seen again after eviction).' }),
+  evicted: Type.Integer({ description: 'added - clients: forgotten because the client table (clientTable) was full.' }),
+  by: Type.Union([Type.Literal('bytes'), Type.Literal('drops')]),
+  top: Type.Array(
+    Type.Object({
+      address: Type.String({ description: 'IPv4 address, or IPv6 prefix (ipv6Prefix bits).' }),
+      direction: Type.Union([Type.Literal('ingress'), Type.Literal('egress')]),
+      passedPackets: Type.Number(),
+      passedBytes: Type.Number(),
+      droppedPackets: Type.Number(),
+      droppedBytes: Type.Number(),
+      idleSeconds: Type.Number({ description: 'Seconds since its last packet.' }),
+    }),
+  ),
+});
+export type ClientsView = Static<typeof ClientsView>;
+
 /** Packets and bytes of one direction of a rule since its buckets were created. */
 export const DirectionCounters = Type.Object({
   passedPackets: Type.Number(),
@@ -106,6 +136,8 @@ export const DirectionCounters = Type.Object({
   overLimitBytes: Type.Number(),
   markedPackets: Type.Number({ description: 'Passed with ECN CE set by portshaper (shaping past the ecn delay, or policing in the ECN band).' }),
   markedBytes: Type.Number(),
+  synDrops: Type.Number({ description: 'New connections (SYN) refused by a connection limit (included in droppedPackets).' }),
+  newClients: Type.Number({ description: 'Clients added to the per-client table (see GET /v1/rules/{name}/clients).' }),
 });
 export type DirectionCounters = Static<typeof DirectionCounters>;
 

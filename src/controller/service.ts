@@ -14,7 +14,20 @@
 import { readFileSync } from 'node:fs';
 import { parseDocument } from 'yaml';
 import type { Logger } from 'pino';
-import type { ApplyView, DirectionCounters, GlobalRow, ObservedRate, PolicyView, ReadyView, RuleBody, RulePatch, RuleView, StatsView } from '../api/schemas.js';
+import type {
+  ApplyView,
+  ClientsQuery,
+  ClientsView,
+  DirectionCounters,
+  GlobalRow,
+  ObservedRate,
+  PolicyView,
+  ReadyView,
+  RuleBody,
+  RulePatch,
+  RuleView,
+  StatsView,
+} from '../api/schemas.js';
 import {
   formatDiagnostic,
   PersistError,
@@ -31,6 +44,7 @@ import type { Direction } from '../kernel/desired.js';
 import { zeroCounters, type PsCounters } from '../kernel/layout.js';
 import { formatRate, type ApiSettings, type PolicyRule, type ValidPolicy } from '../policy/index.js';
 import { hashText, type Agent, type ApplyResult } from './agent.js';
+import { clientsSummary } from './clients.js';
 import { deleteRuleText, patchRuleText, putRuleText, writeFileAtomic } from './persist.js';
 
 /** What the REST API needs from the agent. */
@@ -52,6 +66,8 @@ export interface ShaperService {
   policy(): PolicyView & { text: string };
   /** Replace the whole policy with YAML text (validated exactly as the file is). */
   replacePolicy(text: string, requestId: string): Promise<ApplyView>;
+  /** The clients of a rule with per-client limits. Throws RuleNotFoundError. */
+  clients(name: string, query: Required<ClientsQuery>): ClientsView;
 }
 
 const DIRECTIONS: readonly Direction[] = ['ingress', 'egress'];
@@ -158,6 +174,18 @@ export class AgentService implements ShaperService {
     const text = readFileSync(this.agent.policyPath, 'utf8');
     const sha256 = hashText(text);
     return { file: this.agent.policyPath, sha256, inForce: sha256 === this.agent.state.hash, policy: parseDocument(text).toJS() as unknown, text };
+  }
+
+  clients(name: string, query: Required<ClientsQuery>): ClientsView {
+    const { policy, slots } = this.agent.state;
+    const index = indexOf(policy, name);
+    if (index === undefined) throw new RuleNotFoundError(name);
+    const buckets = (this.agent.state.bucketsByRule.get(name) ?? []).flatMap((bucket) => {
+      const slot = slots.get(bucket.key);
+      return slot === undefined ? [] : [{ bucket, slot }];
+    });
+    const counters = readCounters(this.agent.dataPlane, buckets.map((b) => b.slot));
+    return clientsSummary(this.agent.dataPlane, name, buckets, counters, { ...query, nowNs: process.hrtime.bigint() });
   }
 
   stats(): StatsView {
@@ -392,6 +420,8 @@ function toCounters(c: PsCounters): DirectionCounters {
     overLimitBytes: Number(c.over_bytes),
     markedPackets: Number(c.mark_pkts),
     markedBytes: Number(c.mark_bytes),
+    synDrops: Number(c.syn_drops),
+    newClients: Number(c.new_clients),
   };
 }
 

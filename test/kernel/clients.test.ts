@@ -8,6 +8,7 @@
 import { afterAll, beforeAll, expect, it } from 'vitest';
 import { applyDesired } from '../../src/kernel/apply.js';
 import { readBucket, readClients, readCounters } from '../../src/kernel/counters.js';
+import { DataPlane, removePins } from '../../src/kernel/dataplane.js';
 import type { DesiredClientLimit } from '../../src/kernel/desired.js';
 import { describeKernel } from '../helpers/env.js';
 import { desiredFrom, openTestDataPlane, type TestRule } from '../helpers/dataplane.js';
@@ -96,6 +97,18 @@ describeKernel('packet, connection and per-client limits over simulated time', (
     expect(burst(udp(5005, 21), 3), 'client .21: the aggregate has 1 ms left').toEqual([PASS, DROP, DROP]);
     const c21 = readClients(t.dp, new Set([slot('agg')])).find((c) => c.address === '198.18.0.21')!;
     expect(c21.state.tat_ns - now, 'charged for its one admitted packet only').toBe(BigInt(MS));
+  });
+
+  it('keeps per-client state across an agent restart (pins adopted, not reset)', () => {
+    const before = readClients(t.dp, new Set([slot('pc')]));
+    t.dp.close();
+    const again = DataPlane.open({ pinDir: t.pinDir, testClock: true, clientTable: 4096 });
+    t = { ...t, dp: again, dispose: () => (again.close(), removePins(t.pinDir)) };
+    expect(again.adopted).toBe(true);
+    expect(again.clientTable, 'the pinned table keeps its size whatever the policy says').toBe(65536);
+    t.dp.setTestNow(now);
+    expect(readClients(t.dp, new Set([slot('pc')])).map((c) => [c.address, c.state.tat_ns])).toEqual(before.map((c) => [c.address, c.state.tat_ns]));
+    expect(send(udp(5004, 10)), 'client .10 is still out of credit').toBe(DROP);
   });
 
   it('treats an IPv6 /64 as one client by default', () => {
