@@ -3,7 +3,7 @@
  * real object loaded (optionally with the test clock), removed afterwards.
  */
 import { DataPlane, removePins } from '../../src/kernel/dataplane.js';
-import type { DesiredBucket, DesiredPortRange, DesiredState, Direction, Mode, Protocol, Side } from '../../src/kernel/desired.js';
+import type { DesiredBucket, DesiredClientLimit, DesiredPortRange, DesiredState, Direction, Mode, Protocol, Side } from '../../src/kernel/desired.js';
 
 /** Unique bpffs pin directory for a test file. */
 export function testPinDir(tag: string): string {
@@ -11,10 +11,10 @@ export function testPinDir(tag: string): string {
 }
 
 /** Open a data plane in its own pin dir; `dispose()` closes it and removes the pins. */
-export function openTestDataPlane(tag: string, opts: { testClock?: boolean } = {}) {
+export function openTestDataPlane(tag: string, opts: { testClock?: boolean; clientTable?: number } = {}) {
   const pinDir = testPinDir(tag);
   removePins(pinDir);
-  const dp = DataPlane.open({ pinDir, testClock: opts.testClock ?? false });
+  const dp = DataPlane.open({ pinDir, testClock: opts.testClock ?? false, ...(opts.clientTable ? { clientTable: opts.clientTable } : {}) });
   return {
     dp,
     pinDir,
@@ -38,6 +38,12 @@ export interface TestRule {
   /** Defaults: 0 (no ECN marking), and no horizon (0; shape tests set one). */
   ecnNs?: number;
   horizonNs?: number;
+  /** Packet and new-connection limits: ns per event and depth (default none). */
+  pktCostNs?: number;
+  pktBurstNs?: number;
+  synCostNs?: number;
+  synBurstNs?: number;
+  client?: DesiredClientLimit;
   perPort?: boolean;
   profile?: number;
 }
@@ -60,6 +66,11 @@ export function desiredFrom(rules: TestRule[], interfaces: DesiredState['interfa
         mode: r.mode ?? 'police',
         ecnNs: r.ecnNs ?? 0,
         horizonNs: r.horizonNs ?? 0,
+        pktCostNs: r.pktCostNs ?? 0,
+        pktBurstNs: r.pktBurstNs ?? 0,
+        synCostNs: r.synCostNs ?? 0,
+        synBurstNs: r.synBurstNs ?? 0,
+        ...(r.client ? { client: r.client } : {}),
       } as const;
       if (r.perPort) for (let p = from; p <= to; p++) buckets.push({ ...base, key: `${key}/${p}`, port: p });
       else buckets.push({ ...base, key });
