@@ -45,6 +45,9 @@ import { zeroCounters, type PsCounters } from '../kernel/layout.js';
 import { formatRate, type ApiSettings, type PolicyRule, type ValidPolicy } from '../policy/index.js';
 import { hashText, type Agent, type ApplyResult } from './agent.js';
 import { clientsSummary } from './clients.js';
+import { readUnmatched } from '../kernel/unmatched.js';
+import type { UnmatchedTraffic } from '../api/ports-schemas.js';
+import { UnmatchedSampler } from './ports.js';
 import { deleteRuleText, patchRuleText, putRuleText, writeFileAtomic } from './persist.js';
 
 /** What the REST API needs from the agent. */
@@ -61,6 +64,8 @@ export interface ShaperService {
   patchRule(name: string, patch: RulePatch, requestId: string): Promise<RuleView>;
   deleteRule(name: string, requestId: string): Promise<void>;
   stats(): StatsView;
+  /** Traffic no rule matched, per port, and whether any interface counts it (interfaces[].countUnmatched). */
+  unmatchedTraffic(): { counting: boolean; windowSeconds: number; traffic: UnmatchedTraffic[] };
   ready(): ReadyView;
   /** The policy file: its text and whether it is the policy in force. */
   policy(): PolicyView & { text: string };
@@ -104,12 +109,14 @@ export class AgentService implements ShaperService {
   private samples: Sample[] = [];
   private timer: NodeJS.Timeout | undefined;
   private pending: PendingWrite[] = [];
+  private readonly unmatched: UnmatchedSampler;
 
   constructor(
     private readonly agent: Agent,
     private readonly log: Logger,
   ) {
     this.settings = agent.state.policy.api;
+    this.unmatched = new UnmatchedSampler(() => readUnmatched(agent.dataPlane), () => agent.state.policy.interfaces.some((i) => i.countUnmatched));
   }
 
   /** Sample counters every intervalMs for the observed rates. */
@@ -201,6 +208,10 @@ export class AgentService implements ShaperService {
       }),
     );
     return { interfaces };
+  }
+
+  unmatchedTraffic(): { counting: boolean; windowSeconds: number; traffic: UnmatchedTraffic[] } {
+    return { counting: this.unmatched.counting(), windowSeconds: this.unmatched.windowSeconds(), traffic: this.unmatched.traffic() };
   }
 
   ready(): ReadyView {
@@ -398,6 +409,7 @@ export class AgentService implements ShaperService {
       }
       this.samples.push({ ms: performance.now(), values });
       if (this.samples.length > RING) this.samples.shift();
+      this.unmatched.sample();
     } catch (err) {
       // The data plane is closed while the agent stops; the next start samples again.
       this.log.debug({ err: String(err) }, 'counter sample skipped');
