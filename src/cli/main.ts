@@ -7,6 +7,7 @@
  */
 import { PortshaperError, PolicyError } from '../errors.js';
 import { runAgent } from './agent.js';
+import { runClients } from './clients.js';
 import { ApiUnreachable } from './client.js';
 import { runDetach } from './detach.js';
 import { runPorts } from './ports.js';
@@ -30,6 +31,7 @@ Commands:
   status                  rules of the running agent: rates configured and measured, drops
   set NAME --rate R       change (or, with --port, create) a rule through the agent's API
   rm NAME                 remove a rule through the agent's API
+  clients NAME            the busiest clients of a rule with per-client limits
   ports                   listening ports: process, address, rules, rates, drops, flags
   top                     live view of the busiest ports (limited or not)
 
@@ -50,6 +52,7 @@ const COMMANDS: Record<string, (argv: string[]) => Promise<number>> = {
   status: runStatus,
   set: runSet,
   rm: runRm,
+  clients: runClients,
   ports: runPorts,
   top: runTop,
 };
