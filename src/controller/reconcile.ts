@@ -9,7 +9,7 @@
  */
 import { CapacityError, PortshaperError } from '../errors.js';
 import type { DesiredBucket, DesiredState } from '../kernel/desired.js';
-import { PS, portIndex, type PsRule } from '../kernel/layout.js';
+import { PS, portIndex, type PsClientCfg, type PsRule } from '../kernel/layout.js';
 import { classId, PS_HTB_MAJOR } from '../kernel/qdisc.js';
 
 /** What the kernel holds, as far as reconciling needs it. */
@@ -22,6 +22,8 @@ export interface KernelSnapshot {
   portStride: number;
   /** Slots available (PS_MAX_SLOTS unless the map was sized otherwise). */
   maxSlots: number;
+  /** ps_client_cfg: per-client limits by slot. */
+  clientCfg: Map<number, PsClientCfg>;
 }
 
 /** One ps_rules write. Fresh slots get their bucket and counters zeroed first. */
@@ -44,6 +46,10 @@ export interface WritePlan {
   slots: Map<string, number>;
   /** Shaped bucket key → HTB class minor (kept across reloads and restarts through ps_rule.classid). */
   classes: Map<string, number>;
+  /** 0. Per-client limits to write, before the rules that point at them. */
+  clientCfg: { slot: number; cfg: PsClientCfg }[];
+  /** 4. Per-client limits no rule uses any more: deleted after the rules stopped naming them. */
+  clientCfgRemove: number[];
 }
 
 const DIR = { ingress: PS.PS_DIR_INGRESS, egress: PS.PS_DIR_EGRESS } as const;
@@ -85,15 +91,45 @@ export function ruleValue(b: DesiredBucket, keyHash: bigint, classMinor = 0): Ps
     key_hash: keyHash,
     ecn_ns: BigInt(b.ecnNs),
     horizon_ns: BigInt(b.horizonNs),
+    pkt_cost_ns: BigInt(b.pktCostNs),
+    pkt_burst_ns: BigInt(b.pktBurstNs),
+    syn_cost_ns: BigInt(b.synCostNs),
+    syn_burst_ns: BigInt(b.synBurstNs),
     mode: MODE[b.mode],
-    flags: PS.PS_RULE_IN_USE,
+    flags: PS.PS_RULE_IN_USE | (b.client ? PS.PS_RULE_CLIENTS : 0),
     classid: b.mode === 'shape' ? classId(classMinor) : 0,
     pad: 0,
   };
 }
 
+/** The ps_client_cfg value of a bucket's per-client limits. */
+export function clientCfgValue(b: DesiredBucket): PsClientCfg | undefined {
+  const c = b.client;
+  if (!c) return undefined;
+  return {
+    rate_bps: BigInt(c.rateBps),
+    burst_ns: BigInt(c.burstNs),
+    ecn_ns: BigInt(c.ecnNs),
+    pkt_cost_ns: BigInt(c.pktCostNs),
+    pkt_burst_ns: BigInt(c.pktBurstNs),
+    syn_cost_ns: BigInt(c.synCostNs),
+    syn_burst_ns: BigInt(c.synBurstNs),
+    prefix6: c.ipv6Prefix,
+    pad: 0,
+  };
+}
+
+function sameFields<T extends object>(a: T, b: T): boolean {
+  for (const k of Object.keys(a) as (keyof T)[]) if (a[k] !== b[k]) return false;
+  return true;
+}
+
 function sameRule(a: PsRule, b: PsRule): boolean {
   return (
+    a.pkt_cost_ns === b.pkt_cost_ns &&
+    a.pkt_burst_ns === b.pkt_burst_ns &&
+    a.syn_cost_ns === b.syn_cost_ns &&
+    a.syn_burst_ns === b.syn_burst_ns &&
     a.rate_bps === b.rate_bps &&
     a.burst_ns === b.burst_ns &&
     a.key_hash === b.key_hash &&
@@ -200,7 +236,19 @@ export function reconcile(desired: DesiredState, snapshot: KernelSnapshot): Writ
   const portSlots = Uint32Array.from(values);
   // A slot released while a port still points at it would count traffic for
   // a dead rule; the port writes above clear those pointers first.
-  return { rules, portIndexes, portSlots, release, slots, classes };
+  // Per-client limits: written when new or changed, removed when no bucket has them.
+  const clientCfg: { slot: number; cfg: PsClientCfg }[] = [];
+  const withClients = new Set<number>();
+  for (const bucket of desired.buckets) {
+    const cfg = clientCfgValue(bucket);
+    const slot = slots.get(bucket.key)!;
+    if (!cfg) continue;
+    withClients.add(slot);
+    const have = snapshot.clientCfg.get(slot);
+    if (!have || !sameFields(have, cfg)) clientCfg.push({ slot, cfg });
+  }
+  const clientCfgRemove = [...snapshot.clientCfg.keys()].filter((slot) => !withClients.has(slot)).sort((a, b) => a - b);
+  return { rules, portIndexes, portSlots, release, slots, classes, clientCfg, clientCfgRemove };
 }
 
 /**
@@ -241,5 +289,11 @@ function assignClasses(buckets: DesiredBucket[], found: (number | undefined)[], 
 
 /** True when the plan changes nothing. */
 export function isNoop(plan: WritePlan): boolean {
-  return plan.rules.length === 0 && plan.portIndexes.length === 0 && plan.release.length === 0;
+  return (
+    plan.rules.length === 0 &&
+    plan.portIndexes.length === 0 &&
+    plan.release.length === 0 &&
+    plan.clientCfg.length === 0 &&
+    plan.clientCfgRemove.length === 0
+  );
 }

@@ -14,7 +14,20 @@
 import { readFileSync } from 'node:fs';
 import { parseDocument } from 'yaml';
 import type { Logger } from 'pino';
-import type { ApplyView, DirectionCounters, GlobalRow, ObservedRate, PolicyView, ReadyView, RuleBody, RulePatch, RuleView, StatsView } from '../api/schemas.js';
+import type {
+  ApplyView,
+  ClientsQuery,
+  ClientsView,
+  DirectionCounters,
+  GlobalRow,
+  ObservedRate,
+  PolicyView,
+  ReadyView,
+  RuleBody,
+  RulePatch,
+  RuleView,
+  StatsView,
+} from '../api/schemas.js';
 import {
   formatDiagnostic,
   PersistError,
@@ -31,6 +44,10 @@ import type { Direction } from '../kernel/desired.js';
 import { zeroCounters, type PsCounters } from '../kernel/layout.js';
 import { formatRate, type ApiSettings, type PolicyRule, type ValidPolicy } from '../policy/index.js';
 import { hashText, type Agent, type ApplyResult } from './agent.js';
+import { clientsSummary } from './clients.js';
+import { readUnmatched } from '../kernel/unmatched.js';
+import type { UnmatchedTraffic } from '../api/ports-schemas.js';
+import { UnmatchedSampler } from './ports.js';
 import { deleteRuleText, patchRuleText, putRuleText, writeFileAtomic } from './persist.js';
 
 /** What the REST API needs from the agent. */
@@ -47,11 +64,15 @@ export interface ShaperService {
   patchRule(name: string, patch: RulePatch, requestId: string): Promise<RuleView>;
   deleteRule(name: string, requestId: string): Promise<void>;
   stats(): StatsView;
+  /** Traffic no rule matched, per port, and whether any interface counts it (interfaces[].countUnmatched). */
+  unmatchedTraffic(): { counting: boolean; windowSeconds: number; traffic: UnmatchedTraffic[] };
   ready(): ReadyView;
   /** The policy file: its text and whether it is the policy in force. */
   policy(): PolicyView & { text: string };
   /** Replace the whole policy with YAML text (validated exactly as the file is). */
   replacePolicy(text: string, requestId: string): Promise<ApplyView>;
+  /** The clients of a rule with per-client limits. Throws RuleNotFoundError. */
+  clients(name: string, query: Required<ClientsQuery>): ClientsView;
 }
 
 const DIRECTIONS: readonly Direction[] = ['ingress', 'egress'];
@@ -88,12 +109,14 @@ export class AgentService implements ShaperService {
   private samples: Sample[] = [];
   private timer: NodeJS.Timeout | undefined;
   private pending: PendingWrite[] = [];
+  private readonly unmatched: UnmatchedSampler;
 
   constructor(
     private readonly agent: Agent,
     private readonly log: Logger,
   ) {
     this.settings = agent.state.policy.api;
+    this.unmatched = new UnmatchedSampler(() => readUnmatched(agent.dataPlane), () => agent.state.policy.interfaces.some((i) => i.countUnmatched));
   }
 
   /** Sample counters every intervalMs for the observed rates. */
@@ -160,6 +183,18 @@ export class AgentService implements ShaperService {
     return { file: this.agent.policyPath, sha256, inForce: sha256 === this.agent.state.hash, policy: parseDocument(text).toJS() as unknown, text };
   }
 
+  clients(name: string, query: Required<ClientsQuery>): ClientsView {
+    const { policy, slots } = this.agent.state;
+    const index = indexOf(policy, name);
+    if (index === undefined) throw new RuleNotFoundError(name);
+    const buckets = (this.agent.state.bucketsByRule.get(name) ?? []).flatMap((bucket) => {
+      const slot = slots.get(bucket.key);
+      return slot === undefined ? [] : [{ bucket, slot }];
+    });
+    const counters = readCounters(this.agent.dataPlane, buckets.map((b) => b.slot));
+    return clientsSummary(this.agent.dataPlane, name, buckets, counters, { ...query, nowNs: process.hrtime.bigint() });
+  }
+
   stats(): StatsView {
     const dp = this.agent.dataPlane;
     const names = new Map(this.agent.interfaces().map((i) => [i.ifindex, i.name]));
@@ -173,6 +208,10 @@ export class AgentService implements ShaperService {
       }),
     );
     return { interfaces };
+  }
+
+  unmatchedTraffic(): { counting: boolean; windowSeconds: number; traffic: UnmatchedTraffic[] } {
+    return { counting: this.unmatched.counting(), windowSeconds: this.unmatched.windowSeconds(), traffic: this.unmatched.traffic() };
   }
 
   ready(): ReadyView {
@@ -370,6 +409,7 @@ export class AgentService implements ShaperService {
       }
       this.samples.push({ ms: performance.now(), values });
       if (this.samples.length > RING) this.samples.shift();
+      this.unmatched.sample();
     } catch (err) {
       // The data plane is closed while the agent stops; the next start samples again.
       this.log.debug({ err: String(err) }, 'counter sample skipped');
@@ -392,6 +432,8 @@ function toCounters(c: PsCounters): DirectionCounters {
     overLimitBytes: Number(c.over_bytes),
     markedPackets: Number(c.mark_pkts),
     markedBytes: Number(c.mark_bytes),
+    synDrops: Number(c.syn_drops),
+    newClients: Number(c.new_clients),
   };
 }
 

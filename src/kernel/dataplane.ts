@@ -31,6 +31,7 @@ import {
   possibleCpus,
   programFd,
   setInitialValue,
+  setMaxEntries,
   setPinPath,
   tcAttach,
   tcDetach,
@@ -43,10 +44,14 @@ import {
 import {
   PS,
   psBucket,
+  psClient,
+  psClientCfg,
+  psClientKey,
   psCounters,
   psGlobal,
   psIface,
   psMeta,
+  psPortTraffic,
   psRule,
   type PsIface,
   type PsMeta,
@@ -79,18 +84,25 @@ const BPF_FS_MAGIC = 0xcafe4a11;
  * to read pins without loading the program.
  */
 const MAP_SPECS = {
-  ps_ports: { valueSize: 4, perCpu: false, maxEntries: PS.PS_PORT_TABLE_SIZE },
-  ps_rules: { valueSize: psRule.size, perCpu: false, maxEntries: PS.PS_MAX_SLOTS },
-  ps_buckets: { valueSize: psBucket.size, perCpu: false, maxEntries: PS.PS_MAX_SLOTS },
-  ps_counters: { valueSize: psCounters.size, perCpu: true, maxEntries: PS.PS_MAX_SLOTS },
-  ps_ifaces: { valueSize: psIface.size, perCpu: false, maxEntries: PS.PS_MAX_IFACES },
-  ps_global: { valueSize: psGlobal.size, perCpu: true, maxEntries: PS.PS_MAX_IFACES * 2 },
-  ps_meta: { valueSize: psMeta.size, perCpu: false, maxEntries: 1 },
+  ps_ports: { keySize: 4, valueSize: 4, perCpu: false, maxEntries: PS.PS_PORT_TABLE_SIZE },
+  ps_rules: { keySize: 4, valueSize: psRule.size, perCpu: false, maxEntries: PS.PS_MAX_SLOTS },
+  ps_buckets: { keySize: 4, valueSize: psBucket.size, perCpu: false, maxEntries: PS.PS_MAX_SLOTS },
+  ps_counters: { keySize: 4, valueSize: psCounters.size, perCpu: true, maxEntries: PS.PS_MAX_SLOTS },
+  ps_client_cfg: { keySize: 4, valueSize: psClientCfg.size, perCpu: false, maxEntries: PS.PS_MAX_CLIENT_RULES },
+  ps_ifaces: { keySize: 4, valueSize: psIface.size, perCpu: false, maxEntries: PS.PS_MAX_IFACES },
+  ps_global: { keySize: 4, valueSize: psGlobal.size, perCpu: true, maxEntries: PS.PS_MAX_IFACES * 2 },
+  ps_meta: { keySize: 4, valueSize: psMeta.size, perCpu: false, maxEntries: 1 },
+  ps_unmatched: { keySize: 4, valueSize: psPortTraffic.size, perCpu: true, maxEntries: PS.PS_UNMATCHED_SIZE },
+  // Sized by the policy (clientTable) when created: maxEntries 0 = any.
+  ps_clients: { keySize: psClientKey.size, valueSize: psClient.size, perCpu: false, maxEntries: 0 },
 } as const;
 type MapName = keyof typeof MAP_SPECS;
+/** The maps with u32 keys, reached through U32Map. */
+type U32MapName = Exclude<MapName, 'ps_clients'>;
 
 /** Map names; each is pinned at <pinDir>/<name>. */
 export const MAP_NAMES = Object.keys(MAP_SPECS) as MapName[];
+const U32_MAP_NAMES = MAP_NAMES.filter((n): n is U32MapName => n !== 'ps_clients');
 
 /** The hooks of one interface. */
 export interface Hooks {
@@ -105,6 +117,8 @@ export interface OpenOptions {
   pinDir?: string;
   /** Tests only: take time from ps_test_now instead of the kernel clock. */
   testClock?: boolean;
+  /** Entries of the per-client table when it is created (pinned tables keep their size). */
+  clientTable?: number;
 }
 
 /** Make sure dir exists on a bpf filesystem, mounting one if needed. */
@@ -130,7 +144,7 @@ function openPinnedMap(pinDir: string, name: MapName): number {
   const spec = MAP_SPECS[name];
   const fd = objGet(join(pinDir, name));
   const info = mapInfo(fd, join(pinDir, name));
-  if (info.keySize !== 4 || info.valueSize !== spec.valueSize || info.maxEntries !== spec.maxEntries) {
+  if (info.keySize !== spec.keySize || info.valueSize !== spec.valueSize || (spec.maxEntries !== 0 && info.maxEntries !== spec.maxEntries)) {
     closeFd(fd);
     throw new PinLayoutError(
       pinDir,
@@ -139,6 +153,16 @@ function openPinnedMap(pinDir: string, name: MapName): number {
     );
   }
   return fd;
+}
+
+/** max_entries of a pinned map of ours (after the shape check). */
+function pinnedEntries(pinDir: string, name: MapName): number {
+  const fd = openPinnedMap(pinDir, name);
+  try {
+    return mapInfo(fd, join(pinDir, name)).maxEntries;
+  } finally {
+    closeFd(fd);
+  }
 }
 
 /**
@@ -161,7 +185,9 @@ function readPinnedMeta(pinDir: string): PsMeta | null {
 
 /** A loaded portshaper object with its pinned maps. */
 export class DataPlane {
-  readonly maps: Record<MapName, U32Map>;
+  readonly maps: Record<U32MapName, U32Map>;
+  /** ps_clients (24-byte keys): read with readClients() in counters.ts. */
+  readonly clientsFd: number;
   readonly cpus: number;
   /** ps_ports mapped into memory: element i is at [2 * i] (array elements are 8-byte aligned). */
   readonly portsView: Uint32Array;
@@ -177,11 +203,14 @@ export class DataPlane {
     readonly adopted: boolean,
     readonly programs: { ingress: number; egress: number },
     private readonly testClockFd: number | null,
+    /** Entries of the per-client table in use (a pinned table keeps its size). */
+    readonly clientTable: number,
   ) {
     this.cpus = possibleCpus();
     this.maps = Object.fromEntries(
-      MAP_NAMES.map((name) => [name, new U32Map(mapFd(findMap(obj, name)), { name, ...MAP_SPECS[name], cpus: this.cpus })]),
-    ) as Record<MapName, U32Map>;
+      U32_MAP_NAMES.map((name) => [name, new U32Map(mapFd(findMap(obj, name)), { name, ...MAP_SPECS[name], cpus: this.cpus })]),
+    ) as Record<U32MapName, U32Map>;
+    this.clientsFd = mapFd(findMap(obj, 'ps_clients'));
     const ports = mmapMap(this.maps.ps_ports.fd, PORT_ELEM * PS.PS_PORT_TABLE_SIZE, 'ps_ports');
     const rules = mmapMap(this.maps.ps_rules.fd, roundUp8(psRule.size) * PS.PS_MAX_SLOTS, 'ps_rules');
     this.mappings = [ports, rules];
@@ -208,9 +237,14 @@ export class DataPlane {
     }
     const adopted = meta !== null;
 
+    // A pinned client table keeps its size (libbpf reuses a pin only if its shape matches).
+    const pinnedClients = existsSync(join(pinDir, 'ps_clients')) ? pinnedEntries(pinDir, 'ps_clients') : undefined;
+    const clientTable = pinnedClients ?? options.clientTable ?? PS.PS_CLIENTS_DEFAULT;
+
     const obj = openObject(objectPath);
     try {
       for (const name of MAP_NAMES) setPinPath(findMap(obj, name), join(pinDir, name));
+      setMaxEntries(findMap(obj, 'ps_clients'), clientTable, 'the client table ps_clients');
       if (options.testClock) {
         const on = Buffer.alloc(4);
         on.writeUInt32LE(1);
@@ -222,7 +256,7 @@ export class DataPlane {
         egress: programFd(findProgram(obj, 'ps_egress')),
       };
       const clockFd = options.testClock ? mapFd(findMap(obj, '.data.testclock')) : null;
-      const dp = new DataPlane(obj, pinDir, adopted, programs, clockFd);
+      const dp = new DataPlane(obj, pinDir, adopted, programs, clockFd, clientTable);
       if (!adopted) dp.writeMeta();
       return dp;
     } catch (err) {
@@ -288,9 +322,10 @@ export class DataPlane {
    * Register an interface with a rule profile. Keeps its counter row if it
    * has one, otherwise takes the lowest free row (row 0 is "unregistered").
    * remote: the profile has side: remote rules in that direction (the
-   * program skips the remote-port lookup otherwise).
+   * program skips the remote-port lookup otherwise). countUnmatched: count
+   * traffic no rule matched per port in ps_unmatched.
    */
-  setInterface(ifindex: number, profile: number, remote = { ingress: true, egress: true }): PsIface {
+  setInterface(ifindex: number, profile: number, remote = { ingress: true, egress: true }, countUnmatched = false): PsIface {
     const current = this.interfaces();
     const existing = current.get(ifindex);
     let row = existing?.stats_row;
@@ -304,7 +339,10 @@ export class DataPlane {
         });
       }
     }
-    const flags = (remote.ingress ? PS.PS_IFACE_REMOTE_INGRESS : 0) | (remote.egress ? PS.PS_IFACE_REMOTE_EGRESS : 0);
+    const flags =
+      (remote.ingress ? PS.PS_IFACE_REMOTE_INGRESS : 0) |
+      (remote.egress ? PS.PS_IFACE_REMOTE_EGRESS : 0) |
+      (countUnmatched ? PS.PS_IFACE_COUNT_UNMATCHED : 0);
     const value = { profile, stats_row: row, flags, pad: 0 };
     if (existing && existing.profile === profile && existing.flags === flags) return existing;
     this.maps.ps_ifaces.set(ifindex, psIface.encode(value));

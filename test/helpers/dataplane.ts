@@ -2,8 +2,17 @@
  * A data plane of its own for each test file: a unique pin directory, the
  * real object loaded (optionally with the test clock), removed afterwards.
  */
+import pino from 'pino';
+import { enforce } from '../../src/controller/agent.js';
+import { InterfaceSync } from '../../src/controller/interfaces.js';
+import { formatDiagnostic } from '../../src/errors.js';
+import { readClients, readCounters } from '../../src/kernel/counters.js';
 import { DataPlane, removePins } from '../../src/kernel/dataplane.js';
-import type { DesiredBucket, DesiredPortRange, DesiredState, Direction, Mode, Protocol, Side } from '../../src/kernel/desired.js';
+import { inNetns } from '../../src/kernel/netns.js';
+import { parsePolicy, planPolicy, validatePolicy } from '../../src/policy/index.js';
+
+const log = pino({ level: 'silent' });
+import type { DesiredBucket, DesiredClientLimit, DesiredPortRange, DesiredState, Direction, Mode, Protocol, Side } from '../../src/kernel/desired.js';
 
 /** Unique bpffs pin directory for a test file. */
 export function testPinDir(tag: string): string {
@@ -11,10 +20,10 @@ export function testPinDir(tag: string): string {
 }
 
 /** Open a data plane in its own pin dir; `dispose()` closes it and removes the pins. */
-export function openTestDataPlane(tag: string, opts: { testClock?: boolean } = {}) {
+export function openTestDataPlane(tag: string, opts: { testClock?: boolean; clientTable?: number } = {}) {
   const pinDir = testPinDir(tag);
   removePins(pinDir);
-  const dp = DataPlane.open({ pinDir, testClock: opts.testClock ?? false });
+  const dp = DataPlane.open({ pinDir, testClock: opts.testClock ?? false, ...(opts.clientTable ? { clientTable: opts.clientTable } : {}) });
   return {
     dp,
     pinDir,
@@ -38,6 +47,12 @@ export interface TestRule {
   /** Defaults: 0 (no ECN marking), and no horizon (0; shape tests set one). */
   ecnNs?: number;
   horizonNs?: number;
+  /** Packet and new-connection limits: ns per event and depth (default none). */
+  pktCostNs?: number;
+  pktBurstNs?: number;
+  synCostNs?: number;
+  synBurstNs?: number;
+  client?: DesiredClientLimit;
   perPort?: boolean;
   profile?: number;
 }
@@ -60,6 +75,11 @@ export function desiredFrom(rules: TestRule[], interfaces: DesiredState['interfa
         mode: r.mode ?? 'police',
         ecnNs: r.ecnNs ?? 0,
         horizonNs: r.horizonNs ?? 0,
+        pktCostNs: r.pktCostNs ?? 0,
+        pktBurstNs: r.pktBurstNs ?? 0,
+        synCostNs: r.synCostNs ?? 0,
+        synBurstNs: r.synBurstNs ?? 0,
+        ...(r.client ? { client: r.client } : {}),
       } as const;
       if (r.perPort) for (let p = from; p <= to; p++) buckets.push({ ...base, key: `${key}/${p}`, port: p });
       else buckets.push({ ...base, key });
@@ -69,4 +89,54 @@ export function desiredFrom(rules: TestRule[], interfaces: DesiredState['interfa
     }
   }
   return { buckets, ports, interfaces };
+}
+
+/**
+ * One namespace's controller, driven as the agent drives it: a policy text
+ * validated, planned and enforced (HTB classes, maps, attachment) on one
+ * device, with its own pins.
+ */
+export class PolicyHarness {
+  readonly dp: DataPlane;
+  readonly ifaces: InterfaceSync;
+  slots = new Map<string, number>();
+
+  constructor(
+    readonly ns: string,
+    readonly dev: string,
+    readonly pinDir: string,
+  ) {
+    removePins(pinDir);
+    this.dp = DataPlane.open({ pinDir });
+    this.ifaces = new InterfaceSync(this.dp, log);
+  }
+
+  /** Validate, plan and enforce a policy of these rule lines on dev, as the agent does. */
+  apply(rules: string[], ifaceKeys = ', ingress: false'): void {
+    const text = `pinDir: ${this.pinDir}\ninterfaces:\n  - { name: ${this.dev}${ifaceKeys} }\nrules:\n${rules.map((r) => `  - ${r}`).join('\n')}\n`;
+    const { policy, diagnostics } = validatePolicy(parsePolicy(text, 'shape.yaml'), { interfaceExists: () => true });
+    if (!policy) throw new Error(diagnostics.map(formatDiagnostic).join('\n'));
+    inNetns(this.ns, () => {
+      this.slots = enforce(this.dp, this.ifaces, planPolicy(policy), false).slots;
+    });
+  }
+
+  /** The clients of a bucket: address → its entry. */
+  clients(key: string) {
+    return new Map(readClients(this.dp, new Set([this.slots.get(key)!])).map((c) => [c.address, c.state]));
+  }
+
+  counters(key: string) {
+    const slot = this.slots.get(key)!;
+    return readCounters(this.dp, [slot]).get(slot)!;
+  }
+
+  close(): void {
+    try {
+      inNetns(this.ns, () => this.ifaces.detachAll());
+    } finally {
+      this.dp.close();
+      removePins(this.pinDir);
+    }
+  }
 }

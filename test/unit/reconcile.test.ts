@@ -5,7 +5,7 @@ import { CapacityError } from '../../src/errors.js';
 import { PS, portIndex } from '../../src/kernel/layout.js';
 import { desiredFrom, type TestRule } from '../helpers/dataplane.js';
 
-const empty = (): KernelSnapshot => ({ rules: new Map(), ports: new Uint32Array(PS.PS_PORT_TABLE_SIZE), portStride: 1, maxSlots: PS.PS_MAX_SLOTS });
+const empty = (): KernelSnapshot => ({ rules: new Map(), ports: new Uint32Array(PS.PS_PORT_TABLE_SIZE), portStride: 1, maxSlots: PS.PS_MAX_SLOTS, clientCfg: new Map() });
 
 /** The snapshot the kernel would hold after a plan is applied. */
 function applied(before: KernelSnapshot, plan: WritePlan): KernelSnapshot {
@@ -14,7 +14,10 @@ function applied(before: KernelSnapshot, plan: WritePlan): KernelSnapshot {
   const ports = before.ports.slice();
   plan.portIndexes.forEach((idx, i) => (ports[idx] = plan.portSlots[i]!));
   for (const slot of plan.release) rules.delete(slot);
-  return { rules, ports, portStride: 1, maxSlots: before.maxSlots };
+  const clientCfg = new Map(before.clientCfg);
+  for (const { slot, cfg } of plan.clientCfg) clientCfg.set(slot, cfg);
+  for (const slot of plan.clientCfgRemove) clientCfg.delete(slot);
+  return { rules, ports, portStride: 1, maxSlots: before.maxSlots, clientCfg };
 }
 
 const web: TestRule = { name: 'web', port: 80, protocol: 'tcp', direction: 'ingress', rateBps: 10_000_000, burstNs: 1e8 };

@@ -62,7 +62,7 @@ describe('validatePolicy: interfaces', () => {
     expect(diagnostics.map(formatDiagnostic)).toEqual([
       'policy.yaml:2:11: warning: interfaces[0].name: interface "veth7" does not exist (yet); the agent will attach when it appears',
     ]);
-    expect(policy?.interfaces).toEqual([{ name: 'veth7', ingress: true, egress: true, replaceQdisc: false }]);
+    expect(policy?.interfaces).toEqual([{ name: 'veth7', ingress: true, egress: true, replaceQdisc: false, countUnmatched: false }]);
   });
 
   it('warns about an interface with no hook enabled', () => {
@@ -223,6 +223,45 @@ describe('validatePolicy: shaping', () => {
       '5:35 rules[1].ecn: "sometimes" is not a duration: write a number and a unit, e.g. 10ms',
       expect.stringMatching(/^6:39 rules\[2\]\.horizon: "off" is not a delay from 1ms to 10s; a shaper needs a bound/),
       expect.stringMatching(/^7:39 rules\[3\]\.horizon: "20s" is not a delay from 1ms to 10s/),
+    ]);
+  });
+});
+
+describe('validatePolicy: packet, connection and per-client limits', () => {
+  it('reads pps and connections in their units, and refuses bit rates, missing units and the wrong protocol or direction', () => {
+    expect(
+      problems(
+        withRules(
+          '  - { port: 80, rate: 1mbit, pps: 10mbit }',
+          '  - { port: 81, rate: 1mbit, pps: 100 }',
+          '  - { port: 82, protocol: udp, rate: 1mbit, connections: 10/s }',
+          '  - { port: 83, protocol: tcp, direction: egress, rate: 1mbit, connections: 10/min }',
+          '  - { port: 84, protocol: tcp, rate: 1mbit, connections: 10/hour }',
+          '  - { port: 85, protocol: tcp, rate: 1mbit, pps: 1kpps, connections: 600/min }',
+        ),
+      ),
+    ).toEqual([
+      '4:35 rules[0].pps: "10mbit" is a bit rate; a packet rate counts packets: write it in pps, kpps or mpps, e.g. 10kpps (rate: takes bit rates)',
+      '5:35 rules[1].pps: packet rate "100" has no unit: add a unit, e.g. 10kpps',
+      '6:58 rules[2].connections: a connection limit counts TCP SYNs, and this rule is protocol: udp; use pps for UDP',
+      '7:77 rules[3].connections: new connections are limited where their SYN arrives (ingress); set direction: ingress or both',
+      '8:58 rules[4].connections: unknown connection rate unit "/hour": use /s or /min, e.g. 100/s',
+    ]);
+  });
+
+  it('needs a limit in client:, and checks its keys', () => {
+    expect(
+      problems(
+        withRules(
+          '  - { port: 80, rate: 1mbit, client: { ipv6Prefix: 48 } }',
+          '  - { port: 81, rate: 1mbit, client: { rate: 1mbit, ipv6Prefix: 129 } }',
+          '  - { port: 82, rate: 1mbit, client: { rat: 1mbit } }',
+        ),
+      ),
+    ).toEqual([
+      '4:38 rules[0].client: give each client a rate, pps or connections limit, e.g. rate: 10mbit',
+      '5:65 rules[1].client.ipv6Prefix: 129 is out of range 1..128',
+      '6:40 rules[2].client.rat: unknown key; did you mean "rate"?',
     ]);
   });
 });
