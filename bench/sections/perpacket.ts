@@ -296,6 +296,7 @@ function shapedInterface(end: End, desired: DesiredState): DesiredInterface {
     remote: { ingress: false, egress: false },
     shaped: desired.buckets.filter((b) => b.mode === 'shape').map((b) => b.key),
     replaceQdisc: false,
+    countUnmatched: false,
   };
 }
 
