@@ -429,7 +429,10 @@ function multiPortSection(m: MultiPortResult): string {
       'remote-port rules (the egress client limit, so the local-port lookup misses first): one rule, or one rule and one ' +
       'bucket per port (65,535), all at 80 Gbit/s. Random ports spread the lookups over the 16 MiB port table and 65,535 ' +
       'buckets, rules and counters: the cache misses that one port never has. "− empty": minus the empty program with the ' +
-      'same traffic, paired by repetition.',
+      'same traffic, paired by repetition. The one-port rows also show how much the cost above depends on the packet ' +
+      'rate: iperf3 makes one system call per datagram, so between two runs of the program the CPU walks the whole socket ' +
+      'path and the maps fall out of the nearest caches; sendmmsg sends 64 datagrams per call and keeps them warm. Neither ' +
+      'workload is "the" per-packet cost: a busy service sits between the two.',
     '',
     table(
       ['program', 'rules', 'destination ports', 'BPF ns/packet', '− empty', 'kpps sent'],
