@@ -16,7 +16,7 @@ import type { DesiredBucket, DesiredState } from '../kernel/desired.js';
 import { ifNameToIndex } from '../kernel/libc.js';
 import { readPolicyText, parsePolicy, planPolicy, validatePolicy, type ValidPolicy } from '../policy/index.js';
 import { InterfaceSync } from './interfaces.js';
-import { isNoop, reconcile, type WritePlan } from './reconcile.js';
+import { isNoop, reconcile, type WritePlan } from '../kernel/reconcile.js';
 import { classPlan } from './shaping.js';
 
 export interface AgentOptions {

@@ -7,7 +7,7 @@ import { spawn, type ChildProcess } from 'node:child_process';
 import { existsSync, mkdtempSync, readFileSync, renameSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { bucketKeyHash } from '../../src/controller/reconcile.js';
+import { bucketKeyHash } from '../../src/kernel/reconcile.js';
 import { PS, psCounters, psRule, type PsCounters, type PsRule } from '../../src/kernel/layout.js';
 import { objGet, possibleCpus } from '../../src/kernel/libbpf.js';
 import { U32Map } from '../../src/kernel/maps.js';

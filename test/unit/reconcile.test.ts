@@ -1,6 +1,6 @@
 /** The pure diff between a desired state and a kernel snapshot. */
 import { describe, expect, it } from 'vitest';
-import { bucketKeyHash, isNoop, reconcile, type KernelSnapshot, type WritePlan } from '../../src/controller/reconcile.js';
+import { bucketKeyHash, isNoop, reconcile, type KernelSnapshot, type WritePlan } from '../../src/kernel/reconcile.js';
 import { CapacityError } from '../../src/errors.js';
 import { PS, portIndex } from '../../src/kernel/layout.js';
 import { desiredFrom, type TestRule } from '../helpers/dataplane.js';

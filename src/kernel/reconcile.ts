@@ -8,9 +8,9 @@
  * slot (with its credit and counters) of every bucket it still wants.
  */
 import { CapacityError, PortshaperError } from '../errors.js';
-import type { DesiredBucket, DesiredState } from '../kernel/desired.js';
-import { PS, portIndex, type PsRule } from '../kernel/layout.js';
-import { classId, PS_HTB_MAJOR } from '../kernel/qdisc.js';
+import type { DesiredBucket, DesiredState } from './desired.js';
+import { PS, portIndex, type PsRule } from './layout.js';
+import { classId, PS_HTB_MAJOR } from './qdisc.js';
 
 /** What the kernel holds, as far as reconciling needs it. */
 export interface KernelSnapshot {
