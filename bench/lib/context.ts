@@ -4,7 +4,8 @@
  * shared by the sections (attach where, with which rules).
  */
 import { applyDesired } from '../../src/kernel/apply.js';
-import type { DataPlane, Hooks } from '../../src/kernel/dataplane.js';
+import type { DataPlane } from '../../src/kernel/dataplane.js';
+import type { Hooks } from '../../src/kernel/tc.js';
 import type { DesiredState } from '../../src/kernel/desired.js';
 import { inNetns } from '../../src/kernel/netns.js';
 import type { WritePlan } from '../../src/kernel/reconcile.js';

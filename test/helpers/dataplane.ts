@@ -2,7 +2,8 @@
  * A data plane of its own for each test file: a unique pin directory, the
  * real object loaded (optionally with the test clock), removed afterwards.
  */
-import { DataPlane, removePins } from '../../src/kernel/dataplane.js';
+import { DataPlane } from '../../src/kernel/dataplane.js';
+import { removePins } from '../../src/kernel/pins.js';
 import type { DesiredBucket, DesiredPortRange, DesiredState, Direction, Mode, Protocol, Side } from '../../src/kernel/desired.js';
 
 /** Unique bpffs pin directory for a test file. */
