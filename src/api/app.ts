@@ -15,7 +15,8 @@ import { policyRoutes } from './routes/policy.js';
 import { portRoutes } from './routes/ports.js';
 import { ruleRoutes } from './routes/rules.js';
 import { statsRoutes } from './routes/stats.js';
-import type { ErrorView, FieldError, Listener } from './schemas.js';
+import { BODY_LIMIT, errorBody } from './replies.js';
+import type { FieldError, Listener } from './schemas.js';
 import { listenersOn } from './sockets.js';
 
 /** What the API is built from. */
@@ -31,11 +32,6 @@ export interface AppDeps {
   /** Listening sockets of a port (default: read /proc/net). */
   listeners?: (port: number) => Listener[];
 }
-
-/** Largest request body outside PUT /v1/policy. */
-export const BODY_LIMIT = 64 * 1024;
-/** Largest policy PUT /v1/policy accepts (65,536 rules are ~5 MiB of YAML). */
-export const POLICY_BODY_LIMIT = 32 * 1024 * 1024;
 
 declare module 'fastify' {
   /** Documentation keys of a route schema, copied into /openapi.json (fastify ignores them). */
@@ -99,22 +95,6 @@ export async function buildApp(deps: AppDeps): Promise<FastifyInstance> {
   );
   return app;
 }
-
-/** The one error body every non-2xx response has. */
-export function errorBody(request: FastifyRequest, statusCode: number, code: string, message: string, errors?: FieldError[]): ErrorView {
-  return { statusCode, error: STATUS_TEXT[statusCode] ?? 'Error', code, message, requestId: String(request.id), ...(errors ? { errors } : {}) };
-}
-
-const STATUS_TEXT: Record<number, string> = {
-  400: 'Bad Request',
-  401: 'Unauthorized',
-  404: 'Not Found',
-  409: 'Conflict',
-  413: 'Payload Too Large',
-  415: 'Unsupported Media Type',
-  500: 'Internal Server Error',
-  503: 'Service Unavailable',
-};
 
 /** Map any error to its status and body; 5xx bodies say nothing about internals, the log has it under the request id. */
 function sendError(error: FastifyError, request: FastifyRequest, reply: FastifyReply, log?: Logger): FastifyReply {

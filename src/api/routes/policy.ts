@@ -2,7 +2,7 @@
 import type { FastifyPluginAsync } from 'fastify';
 import type { ShaperService } from '../../controller/service.js';
 import { policyTextOf } from '../../controller/persist.js';
-import { POLICY_BODY_LIMIT } from '../app.js';
+import { POLICY_BODY_LIMIT } from '../replies.js';
 import { ApplyView, ErrorView, PolicyView } from '../schemas.js';
 
 const YAML_TYPES = ['application/yaml', 'application/x-yaml', 'text/yaml'];
