@@ -6,7 +6,7 @@
 import { randomUUID } from 'node:crypto';
 import Fastify, { LogController, type FastifyBaseLogger, type FastifyError, type FastifyInstance, type FastifyReply, type FastifyRequest } from 'fastify';
 import type { Logger } from 'pino';
-import type { ShaperService } from '../controller/service.js';
+import type { ShaperService } from './service.js';
 import { ForeignQdiscError, formatDiagnostic, PersistError, PolicyChangeError, PolicyFileInvalidError, PortshaperError, RuleNotFoundError } from '../errors.js';
 import type { TokenCheck } from './auth.js';
 import { collectOpenApi } from './openapi.js';

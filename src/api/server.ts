@@ -7,7 +7,7 @@ import { isIP } from 'node:net';
 import type { FastifyInstance } from 'fastify';
 import type { Logger } from 'pino';
 import type { Agent } from '../controller/agent.js';
-import { AgentService } from '../controller/service.js';
+import { AgentService } from './service.js';
 import { ApiBindError, ApiTokenError } from '../errors.js';
 import type { ApiSettings } from '../policy/index.js';
 import { buildApp } from './app.js';

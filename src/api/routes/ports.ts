@@ -1,6 +1,6 @@
 /** /v1/ports/{port}: the rules that match a port, their counters, and who listens on it here. */
 import type { FastifyPluginAsync } from 'fastify';
-import type { ShaperService } from '../../controller/service.js';
+import type { ShaperService } from '../service.js';
 import { PortParams, PortView, type Listener } from '../schemas.js';
 
 export const portRoutes: FastifyPluginAsync<{ service: ShaperService; listeners: (port: number) => Listener[] }> = async (app, { service, listeners }) => {

@@ -1,6 +1,6 @@
 /** /v1/rules: every rule with counters and observed rates; read, create or replace, change, remove one. */
 import type { FastifyPluginAsync, preValidationHookHandler } from 'fastify';
-import type { ShaperService } from '../../controller/service.js';
+import type { ShaperService } from '../service.js';
 import { errorBody } from '../replies.js';
 import { ErrorView, RuleBody, RuleList, RuleNameParams, RulePatch, RuleView } from '../schemas.js';
 

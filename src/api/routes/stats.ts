@@ -1,6 +1,6 @@
 /** /v1/stats (global counters as JSON) and /metrics (everything, in Prometheus text format). */
 import type { FastifyPluginAsync } from 'fastify';
-import type { ShaperService } from '../../controller/service.js';
+import type { ShaperService } from '../service.js';
 import { PS } from '../../kernel/layout.js';
 import { METRICS_CONTENT_TYPE, renderMetrics } from '../metrics.js';
 import { StatsView } from '../schemas.js';

@@ -1,5 +1,5 @@
 /** An in-memory ShaperService for route tests: no agent, no kernel. */
-import type { ShaperService } from '../../../src/controller/service.js';
+import type { ShaperService } from '../../../src/api/service.js';
 import type { ApplyView, PolicyView, ReadyView, RuleBody, RulePatch, RuleView, StatsView } from '../../../src/api/schemas.js';
 import { PolicyChangeError, RuleNotFoundError } from '../../../src/errors.js';
 import { formatRate, parseRate } from '../../../src/policy/index.js';

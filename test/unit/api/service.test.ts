@@ -9,7 +9,7 @@ import { join } from 'node:path';
 import pino from 'pino';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { agentState, hashText, type Agent } from '../../../src/controller/agent.js';
-import { AgentService } from '../../../src/controller/service.js';
+import { AgentService } from '../../../src/api/service.js';
 import { PersistError, PolicyChangeError, PolicyError, PolicyFileInvalidError, RuleNotFoundError } from '../../../src/errors.js';
 import { parsePolicy, planPolicy, validatePolicy, type ValidPolicy } from '../../../src/policy/index.js';
 
