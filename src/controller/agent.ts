@@ -16,7 +16,8 @@ import type { DesiredBucket, DesiredState } from '../kernel/desired.js';
 import { ifNameToIndex } from '../kernel/libc.js';
 import { readPolicyText, parsePolicy, planPolicy, validatePolicy, type ValidPolicy } from '../policy/index.js';
 import { InterfaceSync } from './interfaces.js';
-import { isNoop, reconcile, type WritePlan } from '../kernel/reconcile.js';
+import { PS } from '../kernel/layout.js';
+import { isNoop, mirrorOf, reconcile, reconcileFrom, type KernelMirror, type WritePlan } from '../kernel/reconcile.js';
 import { classPlan } from './shaping.js';
 
 export interface AgentOptions {
@@ -61,19 +62,31 @@ export function agentState(policy: ValidPolicy, desired: DesiredState, slots: Ma
   return { policy, desired, slots, bucketsByRule, hash };
 }
 
+/** A performed write plan, and the mirror of the kernel it leaves (the base of the next diff). */
+export type Enforced = WritePlan & { mirror: KernelMirror };
+
 /**
- * Bring the kernel to a desired state: reconcile against the maps, then HTB
- * classes before any rule points a packet at them (a foreign root qdisc is
- * refused here, before anything changes), rules and ports, attachments, and
- * last the classes no rule uses any more. Returns the writes performed.
+ * Bring the kernel to a desired state: diff against the mirror of the
+ * previous apply (or, with none, against a snapshot read from the maps: the
+ * first apply after adoption), then HTB classes before any rule points a
+ * packet at them (a foreign root qdisc is refused here, before anything
+ * changes), rules and ports, attachments, and last the classes no rule uses
+ * any more. Returns the writes performed and the new mirror.
  */
-export function enforce(dp: DataPlane, ifaces: InterfaceSync, desired: DesiredState, force: boolean): WritePlan {
-  const plan = reconcile(desired, snapshot(dp));
+export function enforce(dp: DataPlane, ifaces: InterfaceSync, desired: DesiredState, force: boolean, mirror?: KernelMirror): Enforced {
+  let plan: WritePlan;
+  let next: KernelMirror;
+  if (mirror) {
+    ({ plan, next } = reconcileFrom(mirror, desired));
+  } else {
+    plan = reconcile(desired, snapshot(dp));
+    next = mirrorOf(desired, plan, PS.PS_MAX_SLOTS);
+  }
   const classes = classPlan(desired, plan.classes);
   ifaces.prepareShaping(desired.interfaces, classes);
   applyPlan(dp, plan);
   ifaces.sync(desired.interfaces, classes, force);
-  return plan;
+  return { ...plan, mirror: next };
 }
 
 /** Policy source for validation: interfaces are looked up in this network namespace. */
@@ -83,6 +96,8 @@ export class Agent {
   private dp: DataPlane | undefined;
   private ifaces: InterfaceSync | undefined;
   private current: AgentState | undefined;
+  /** What the maps hold after the last apply; dropped when an apply fails, so the next one reads the maps again. */
+  private mirror: KernelMirror | undefined;
   private pollTimer: NodeJS.Timeout | undefined;
   private watcher: FSWatcher | undefined;
   private debounce: NodeJS.Timeout | undefined;
@@ -123,6 +138,7 @@ export class Agent {
       this.dp.adopted ? 'adopted pinned maps: credit and counters carry on' : 'created pinned maps',
     );
     this.ifaces = new InterfaceSync(this.dp, this.log);
+    this.mirror = undefined;
     const result = this.apply(policy, hash, true);
     // Failures are logged by serialize(); the timer just tries again.
     this.pollTimer = setInterval(() => this.serialize(async () => this.ifaces?.poll()).catch(() => undefined), this.opts.interfacePollMs ?? 500);
@@ -199,7 +215,14 @@ export class Agent {
     }
     const t0 = process.hrtime.bigint();
     const desired = planPolicy(policy);
-    const plan = enforce(dp, this.ifaces!, desired, force);
+    let plan: Enforced;
+    try {
+      plan = enforce(dp, this.ifaces!, desired, force, this.mirror);
+    } catch (err) {
+      this.mirror = undefined;
+      throw err;
+    }
+    this.mirror = plan.mirror;
     const ms = Number(process.hrtime.bigint() - t0) / 1e6;
     this.current = agentState(policy, desired, plan.slots, hash);
     const result = {
