@@ -62,6 +62,24 @@ struct {
 	__type(value, struct ps_counters);
 } ps_counters SEC(".maps");
 
+/* Per-client limits of the rules that have them, by slot. */
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, PS_MAX_CLIENT_RULES);
+	__type(key, __u32);
+	__type(value, struct ps_client_cfg);
+} ps_client_cfg SEC(".maps");
+
+/* One entry per (bucket, client) seen; the least recently seen is forgotten
+ * when full (and starts again with full buckets). The controller sets the
+ * size from the policy (clientTable) before the maps are created. */
+struct {
+	__uint(type, BPF_MAP_TYPE_LRU_HASH);
+	__uint(max_entries, PS_CLIENTS_DEFAULT);
+	__type(key, struct ps_client_key);
+	__type(value, struct ps_client);
+} ps_clients SEC(".maps");
+
 struct {
 	__uint(type, BPF_MAP_TYPE_HASH);
 	__uint(max_entries, PS_MAX_IFACES);
@@ -131,6 +149,139 @@ static __always_inline __u32 ps_lookup_slot(__u32 profile, __u32 dir, __u32 prot
 	return slot ? *slot : 0;
 }
 
+/* A client's entry in ps_clients and its rule's per-client limits. */
+struct ps_client_ref {
+	struct ps_client *entry;
+	struct ps_client_cfg *cfg;
+};
+
+/*
+ * The per-client state of the packet's peer for the rule in slot, created
+ * on first sight (counted in new_clients: evictions are new clients minus
+ * the entries alive). 0 when the rule has no client config or the table
+ * refuses the entry: the packet is then judged by the rule's limits only.
+ */
+static __always_inline int ps_client_of(__u32 slot, struct ps_pkt *pkt, struct ps_counters *cnt,
+					struct ps_client_ref *ref)
+{
+	/* The zeroed value a new client starts from (full buckets): in .bss,
+	 * not on the stack, which the clocks of ps_judge_packet need. */
+	static struct ps_client fresh;
+	struct ps_client_key key = { .slot = slot, .family = pkt->family };
+	int i;
+
+	ref->cfg = bpf_map_lookup_elem(&ps_client_cfg, &slot);
+	if (!ref->cfg)
+		return 0;
+	__builtin_memcpy(key.addr, pkt->remote, 16);
+	/* One IPv6 client owns a prefix (a /64 is one subscriber's LAN):
+	 * clear the bits past it. IPv4 keys are whole addresses. */
+	if (pkt->family == 6) {
+		__u32 prefix = ref->cfg->prefix6;
+
+#pragma clang loop unroll(full)
+		for (i = 0; i < 16; i++) {
+			if (prefix >= 8 * (i + 1))
+				continue;
+			key.addr[i] &= prefix > 8 * i ? (__u8)(0xff << (8 - (prefix - 8 * i))) : 0;
+		}
+	}
+	ref->entry = bpf_map_lookup_elem(&ps_clients, &key);
+	if (!ref->entry) {
+		if (bpf_map_update_elem(&ps_clients, &key, &fresh, BPF_NOEXIST) == 0)
+			cnt->new_clients++;
+		ref->entry = bpf_map_lookup_elem(&ps_clients, &key);
+		if (!ref->entry)
+			return 0;
+	}
+	ref->entry->last_ns = bpf_ktime_get_ns();
+	return 1;
+}
+
+/* Fill c for a packet against one limit. */
+static __always_inline void ps_clock_set(struct ps_clock *c, __u64 cost, __u64 burst, __u64 band)
+{
+	c->cost = cost;
+	c->burst = burst;
+	c->band = band;
+	c->horizon = 0;
+	c->shape = 0;
+}
+
+/*
+ * Every limit that applies to the packet must admit it: the rule's bytes
+ * (shaped or policed), its packets, its new connections, and the same three
+ * for the packet's client. All are judged before any is charged, so a packet
+ * one limit refuses costs the others nothing (a race with another CPU
+ * between judging and charging can still leave an earlier clock charged
+ * for a refused packet: conservative, and counted as retries).
+ */
+static __always_inline int ps_judge_packet(const struct ps_rule *rule, struct ps_bucket *bucket,
+					   struct ps_client_ref *client, __u64 wire, int ect,
+					   int is_syn, __u64 now, __u32 *lost, int *syn_over)
+{
+	struct ps_clock bytes = {}, pkts = {}, syns = {}, cbytes = {}, cpkts = {}, csyns = {};
+	__u64 band = ect && rule->mode != PS_MODE_MONITOR ? rule->ecn_ns : 0;
+	struct ps_client *e = client ? client->entry : NULL;
+	struct ps_client_cfg *cfg = client ? client->cfg : NULL;
+	int verdict = PS_V_PASS, v;
+
+	if (rule->rate_bps) {
+		ps_clock_set(&bytes, ps_cost_ns(wire, rule->rate_bps), rule->burst_ns,
+			     rule->mode == PS_MODE_SHAPE ? rule->ecn_ns * ect : band);
+		bytes.horizon = rule->horizon_ns;
+		bytes.shape = rule->mode == PS_MODE_SHAPE;
+		verdict = ps_worse(verdict, ps_clock_judge(bucket->tat_ns, &bytes, now));
+	}
+	if (rule->pkt_cost_ns) {
+		ps_clock_set(&pkts, rule->pkt_cost_ns, rule->pkt_burst_ns, 0);
+		verdict = ps_worse(verdict, ps_clock_judge(bucket->pkt_tat_ns, &pkts, now));
+	}
+	if (is_syn && rule->syn_cost_ns) {
+		ps_clock_set(&syns, rule->syn_cost_ns, rule->syn_burst_ns, 0);
+		v = ps_clock_judge(bucket->syn_tat_ns, &syns, now);
+		*syn_over |= v == PS_V_OVER;
+		verdict = ps_worse(verdict, v);
+	}
+	if (e && cfg) {
+		__u64 cband = ect && rule->mode != PS_MODE_MONITOR ? cfg->ecn_ns : 0;
+
+		if (cfg->rate_bps) {
+			ps_clock_set(&cbytes, ps_cost_ns(wire, cfg->rate_bps), cfg->burst_ns, cband);
+			verdict = ps_worse(verdict, ps_clock_judge(e->tat_ns, &cbytes, now));
+		}
+		if (cfg->pkt_cost_ns) {
+			ps_clock_set(&cpkts, cfg->pkt_cost_ns, cfg->pkt_burst_ns, 0);
+			verdict = ps_worse(verdict, ps_clock_judge(e->pkt_tat_ns, &cpkts, now));
+		}
+		if (is_syn && cfg->syn_cost_ns) {
+			ps_clock_set(&csyns, cfg->syn_cost_ns, cfg->syn_burst_ns, 0);
+			v = ps_clock_judge(e->syn_tat_ns, &csyns, now);
+			*syn_over |= v == PS_V_OVER;
+			verdict = ps_worse(verdict, v);
+		}
+	}
+	/* Drops write nothing; monitor charges nothing for what is over. */
+	if (verdict == PS_V_OVER)
+		return verdict;
+
+	if (bytes.cost)
+		verdict = ps_worse(verdict, ps_clock_take(&bucket->tat_ns, &bytes, now, lost));
+	if (pkts.cost && verdict != PS_V_OVER)
+		verdict = ps_worse(verdict, ps_clock_take(&bucket->pkt_tat_ns, &pkts, now, lost));
+	if (syns.cost && verdict != PS_V_OVER)
+		verdict = ps_worse(verdict, ps_clock_take(&bucket->syn_tat_ns, &syns, now, lost));
+	if (e) {
+		if (cbytes.cost && verdict != PS_V_OVER)
+			verdict = ps_worse(verdict, ps_clock_take(&e->tat_ns, &cbytes, now, lost));
+		if (cpkts.cost && verdict != PS_V_OVER)
+			verdict = ps_worse(verdict, ps_clock_take(&e->pkt_tat_ns, &cpkts, now, lost));
+		if (csyns.cost && verdict != PS_V_OVER)
+			verdict = ps_worse(verdict, ps_clock_take(&e->syn_tat_ns, &csyns, now, lost));
+	}
+	return verdict;
+}
+
 static __always_inline int ps_classify(struct __sk_buff *skb, const __u32 dir)
 {
 	__u32 ifindex = skb->ifindex;
@@ -138,10 +289,11 @@ static __always_inline int ps_classify(struct __sk_buff *skb, const __u32 dir)
 	struct ps_counters *cnt;
 	struct ps_bucket *bucket;
 	struct ps_rule *rule;
-	struct ps_pkt pkt = {};
+	struct ps_pkt pkt = { .remote_is_src = dir == PS_DIR_INGRESS };
+	struct ps_client_ref cref = {}, *client;
 	__u32 slot, row, lost = 0;
+	int kind, verdict, is_syn, syn_over = 0;
 	__u64 wire;
-	int kind, verdict;
 
 	/* Attached but not (or no longer) registered: not ours to judge. */
 	if (!ifc) {
@@ -182,14 +334,17 @@ static __always_inline int ps_classify(struct __sk_buff *skb, const __u32 dir)
 	}
 
 	wire = ps_wire_bytes(skb, pkt.hdr_len);
-	if (!rule->rate_bps) {
+	/* New connections are limited where they arrive: SYN on ingress. */
+	is_syn = pkt.syn && dir == PS_DIR_INGRESS;
+	client = (rule->flags & PS_RULE_CLIENTS) && ps_client_of(slot, &pkt, cnt, &cref) ? &cref : NULL;
+	if (!rule->rate_bps && !rule->pkt_cost_ns && !(is_syn && rule->syn_cost_ns) && !client) {
 		cnt->pass_pkts++;
 		cnt->pass_bytes += wire;
 		return PS_PASS;
 	}
 
-	verdict = ps_bucket_take(bucket, rule, ps_cost_ns(wire, rule->rate_bps), ps_now(),
-				 pkt.ecn != 0, &lost);
+	verdict = ps_judge_packet(rule, bucket, client, wire, pkt.ecn != 0, is_syn, ps_now(),
+				  &lost, &syn_over);
 	if (lost)
 		cnt->cas_retries += lost;
 	if (verdict == PS_V_CONTENDED) {
@@ -201,9 +356,15 @@ static __always_inline int ps_classify(struct __sk_buff *skb, const __u32 dir)
 		verdict = rule->mode == PS_MODE_SHAPE ? PS_V_PASS : PS_V_OVER;
 	}
 	if (verdict == PS_V_OVER) {
+		if (syn_over)
+			cnt->syn_drops++;
 		if (rule->mode != PS_MODE_MONITOR) {
 			cnt->drop_pkts++;
 			cnt->drop_bytes += wire;
+			if (client) {
+				__sync_fetch_and_add(&client->entry->drop_pkts, 1);
+				__sync_fetch_and_add(&client->entry->drop_bytes, wire);
+			}
 			return PS_DROP;
 		}
 		cnt->over_pkts++;
@@ -211,6 +372,10 @@ static __always_inline int ps_classify(struct __sk_buff *skb, const __u32 dir)
 	} else if (verdict == PS_V_MARK && bpf_skb_ecn_set_ce(skb)) {
 		cnt->mark_pkts++;
 		cnt->mark_bytes += wire;
+	}
+	if (client) {
+		__sync_fetch_and_add(&client->entry->pass_pkts, 1);
+		__sync_fetch_and_add(&client->entry->pass_bytes, wire);
 	}
 	/* HTB reads skb->priority before any filter: a value equal to one of
 	 * its class ids puts the packet in that class (htb_classify()). */

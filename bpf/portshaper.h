@@ -30,6 +30,10 @@ enum ps_limits {
 	 * means another CPU advanced the bucket meanwhile (progress), so four
 	 * are exhausted only on a bucket several CPUs hammer at once. */
 	PS_CAS_TRIES = 4,
+	/* Default size of the per-client table (policy key clientTable). */
+	PS_CLIENTS_DEFAULT = 65536,
+	/* Per-client configurations (rules with a client: section). */
+	PS_MAX_CLIENT_RULES = 65536,
 };
 
 enum ps_dir { PS_DIR_INGRESS = 0, PS_DIR_EGRESS = 1 };
@@ -49,7 +53,12 @@ enum ps_side { PS_SIDE_LOCAL = 0, PS_SIDE_REMOTE = 1 };
 enum ps_mode { PS_MODE_POLICE = 0, PS_MODE_MONITOR = 1, PS_MODE_SHAPE = 2 };
 
 /* Bits of ps_rule.flags. */
-enum ps_rule_flags { PS_RULE_IN_USE = 1 };
+enum ps_rule_flags {
+	PS_RULE_IN_USE = 1,
+	/* ps_client_cfg[slot] holds a per-client limit: each remote address
+	 * (IPv6: its prefix) also gets buckets of its own in ps_clients. */
+	PS_RULE_CLIENTS = 2,
+};
 
 /* Bits of ps_iface.flags: the interface's profile has side: remote rules in
  * that direction. Without them the second port lookup is skipped. */
@@ -97,9 +106,27 @@ struct ps_rule {
 				 * marked CE instead of dropped; shape: queueing delay
 				 * past which they are marked; 0 = never mark */
 	__u64 horizon_ns;	/* shape: queueing delay past which packets drop */
+	/* Limits in events, each costing cost_ns (1e9 / rate); 0 = none: */
+	__u64 pkt_cost_ns;	/* packets */
+	__u64 pkt_burst_ns;
+	__u64 syn_cost_ns;	/* new TCP connections (SYN without ACK) on ingress */
+	__u64 syn_burst_ns;
 	__u32 mode;		/* enum ps_mode */
 	__u32 flags;		/* enum ps_rule_flags */
 	__u32 classid;		/* shape: HTB class id (major:minor) for skb->priority */
+	__u32 pad;
+};
+
+/* ps_client_cfg[slot]: the per-client limits of a rule (PS_RULE_CLIENTS). */
+struct ps_client_cfg {
+	__u64 rate_bps;		/* bits per second of each client; 0 = no bit rate */
+	__u64 burst_ns;
+	__u64 ecn_ns;		/* band past the burst where ECT packets are marked */
+	__u64 pkt_cost_ns;
+	__u64 pkt_burst_ns;
+	__u64 syn_cost_ns;
+	__u64 syn_burst_ns;
+	__u32 prefix6;		/* leading bits of an IPv6 source that name one client */
 	__u32 pad;
 };
 
@@ -110,7 +137,30 @@ struct ps_rule {
  * is full again. 0 (or any past time) = full.
  */
 struct ps_bucket {
-	__u64 tat_ns;
+	__u64 tat_ns;		/* bytes: the rule's rate */
+	__u64 pkt_tat_ns;	/* packets: the rule's packet rate */
+	__u64 syn_tat_ns;	/* new connections */
+};
+
+/* ps_clients key: one client of one bucket. IPv4 addresses are stored
+ * IPv4-mapped (::ffff:a.b.c.d); IPv6 ones cut to the rule's prefix. */
+struct ps_client_key {
+	__u32 slot;
+	__u32 family;		/* 4 or 6 */
+	__u8 addr[16];
+};
+
+/* ps_clients value: the client's own buckets and counters, updated with
+ * atomics (a client's packets may arrive on several CPUs). */
+struct ps_client {
+	__u64 tat_ns;		/* the client's clocks, as in struct ps_bucket */
+	__u64 pkt_tat_ns;
+	__u64 syn_tat_ns;
+	__u64 pass_pkts;
+	__u64 pass_bytes;
+	__u64 drop_pkts;
+	__u64 drop_bytes;
+	__u64 last_ns;		/* last packet seen */
 };
 
 /* ps_counters[slot]: per-CPU, summed by the reader. Bytes are wire bytes. */
@@ -125,6 +175,8 @@ struct ps_counters {
 	__u64 mark_bytes;
 	__u64 cas_retries;	/* compare-and-swap attempts lost to another CPU */
 	__u64 cas_exhausted;	/* packets that found the bucket contended PS_CAS_TRIES times */
+	__u64 syn_drops;	/* new connections refused by a connection-rate limit */
+	__u64 new_clients;	/* clients added to ps_clients (first seen, or seen again after eviction) */
 };
 
 /* ps_ifaces[ifindex]: which profile an interface uses and its counter row. */

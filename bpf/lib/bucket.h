@@ -51,7 +51,7 @@ static __always_inline __u64 ps_cost_ns(__u64 wire_bytes, __u64 rate_bps)
 	return wire_bytes * 8 * PS_NSEC_PER_SEC / rate_bps;
 }
 
-/* What the bucket says about one packet. */
+/* What a clock says about one packet. */
 enum ps_verdict {
 	PS_V_PASS = 0,		/* admitted */
 	PS_V_MARK = 1,		/* admitted; set ECN CE (only returned for ECT packets) */
@@ -59,48 +59,73 @@ enum ps_verdict {
 	PS_V_CONTENDED = 3,	/* PS_CAS_TRIES swaps lost: not admitted, nothing written */
 };
 
-/*
- * Judge one packet of cost ns against the bucket at time now, and admit it
- * (advance tat) unless the verdict is OVER or CONTENDED. ect: the packet is
- * ECN-capable, so marking can stand in for dropping. *lost counts swaps lost
- * to other CPUs.
- */
-static __always_inline int ps_bucket_take(struct ps_bucket *b, const struct ps_rule *r,
-					  __u64 cost, __u64 now, int ect, __u32 *lost)
+/* One GCRA clock's parameters for one packet. */
+struct ps_clock {
+	__u64 cost;		/* ns of this packet at the clock's rate */
+	__u64 burst;		/* ns the clock may run ahead of now */
+	__u64 band;		/* police: ns past the burst where the packet is marked, not dropped */
+	__u64 horizon;		/* shape: ns of queueing delay past which it drops */
+	__u32 shape;		/* 1: virtual queue (shape); 0: police or monitor */
+	__u32 pad;
+};
+
+/* The verdict of clock c on a packet at now, given its tat; writes nothing. */
+static __noinline int ps_clock_judge(__u64 tat, const struct ps_clock *c, __u64 now)
 {
-	__u64 burst = r->burst_ns;
-	__u64 band = ect ? r->ecn_ns : 0;
-	__u64 horizon = r->horizon_ns;
-	__u32 mode = r->mode;
+	__u64 start = tat > now ? tat : now;
+	__u64 ahead = start - now;
+
+	if (c->shape) {
+		__u64 wait = ahead > c->burst ? ahead - c->burst : 0;
+
+		/* wait > 0 implies a queue: a lone packet always goes. */
+		if (wait > c->horizon)
+			return PS_V_OVER;
+		return c->band && wait > c->band ? PS_V_MARK : PS_V_PASS;
+	}
+	if (ahead && ahead + c->cost > c->burst) {
+		/* HBM-style: past the burst, an ECT packet within the band is
+		 * marked and admitted; everything else is over the limit. */
+		if (ahead + c->cost > c->burst + c->band)
+			return PS_V_OVER;
+		return PS_V_MARK;
+	}
+	return PS_V_PASS;
+}
+
+/*
+ * Judge one packet against the clock at *tat and admit it (advance tat by
+ * its cost from max(tat, now)) unless the verdict is OVER or CONTENDED.
+ * *lost counts swaps lost to other CPUs.
+ */
+static __noinline int ps_clock_take(__u64 *tat_p, const struct ps_clock *c, __u64 now,
+					 __u32 *lost)
+{
 	int i;
 
 #pragma clang loop unroll(full)
 	for (i = 0; i < PS_CAS_TRIES; i++) {
-		__u64 tat = *(volatile __u64 *)&b->tat_ns;
+		__u64 tat = *(volatile __u64 *)tat_p;
 		__u64 start = tat > now ? tat : now;
-		__u64 ahead = start - now;
-		int verdict = PS_V_PASS;
+		int verdict = ps_clock_judge(tat, c, now);
 
-		if (mode == PS_MODE_SHAPE) {
-			__u64 wait = ahead > burst ? ahead - burst : 0;
-
-			/* wait > 0 implies a queue: a lone packet always goes. */
-			if (wait > horizon)
-				return PS_V_OVER;
-			if (band && wait > band)
-				verdict = PS_V_MARK;
-		} else if (ahead && ahead + cost > burst) {
-			/* HBM-style: past the burst, an ECT packet within the band is
-			 * marked and admitted; everything else is over the limit. */
-			if (mode != PS_MODE_POLICE || ahead + cost > burst + band)
-				return PS_V_OVER;
-			verdict = PS_V_MARK;
-		}
-		if (__sync_val_compare_and_swap(&b->tat_ns, tat, start + cost) == tat)
+		if (verdict == PS_V_OVER)
+			return verdict;
+		if (__sync_val_compare_and_swap(tat_p, tat, start + c->cost) == tat)
 			return verdict;
 		(*lost)++;
 	}
 	return PS_V_CONTENDED;
+}
+
+/* The stricter of two verdicts (OVER > CONTENDED > MARK > PASS for admission). */
+static __always_inline int ps_worse(int a, int b)
+{
+	if (a == PS_V_OVER || b == PS_V_OVER)
+		return PS_V_OVER;
+	if (a == PS_V_CONTENDED || b == PS_V_CONTENDED)
+		return PS_V_CONTENDED;
+	return a > b ? a : b;
 }
 
 #endif /* PS_BUCKET_H */

@@ -33,6 +33,11 @@ struct ps_pkt {
 	__u32 proto;		/* enum ps_proto */
 	__u32 hdr_len;		/* bytes from the Ethernet header to the L4 payload */
 	__u32 ecn;		/* the IP header's ECN field: 0 = not ECN-capable */
+	__u32 syn;		/* TCP SYN without ACK: a new connection */
+	__u32 remote_is_src;	/* ingress: the peer is the source; egress: the destination */
+	__u32 family;		/* 4 or 6 */
+	/* The peer's address (IPv4-mapped for IPv4): a per-client limit's key. */
+	__u8 remote[16];
 };
 
 /* Outcome of ps_parse(): PS_PARSED (ports found), or the ps_global column
@@ -48,6 +53,7 @@ static __always_inline int ps_parse_l4(void *data, void *data_end, __u32 off,
 		if (th->doff < 5)
 			return PS_G_UNPARSED;
 		pkt->proto = PS_PROTO_TCP;
+		pkt->syn = th->syn && !th->ack;
 		pkt->sport = bpf_ntohs(th->source);
 		pkt->dport = bpf_ntohs(th->dest);
 		pkt->hdr_len = off + th->doff * 4;
@@ -81,6 +87,16 @@ static __always_inline int ps_parse_ipv4(void *data, void *data_end, __u32 off,
 	if (bpf_ntohs(iph->frag_off) & IPV4_FRAG_OFFSET_MASK)
 		return PS_G_FRAGMENT;
 	pkt->ecn = iph->tos & 3;
+	{
+		/* ::ffff:a.b.c.d, so IPv4 and IPv6 clients share one key shape. */
+		__be32 addr = pkt->remote_is_src ? iph->saddr : iph->daddr;
+
+		pkt->family = 4;
+		__builtin_memset(pkt->remote, 0, 10);
+		pkt->remote[10] = 0xff;
+		pkt->remote[11] = 0xff;
+		__builtin_memcpy(&pkt->remote[12], &addr, 4);
+	}
 	return ps_parse_l4(data, data_end, off + iph->ihl * 4, iph->protocol, pkt);
 }
 
@@ -117,6 +133,11 @@ static __always_inline int ps_parse_ipv6(void *data, void *data_end, __u32 off,
 	nexthdr = ip6h->nexthdr;
 	/* Traffic class = priority:4 . flow_lbl[0]:4 (high nibble); ECN is its low 2 bits. */
 	pkt->ecn = (ip6h->flow_lbl[0] >> 4) & 3;
+	pkt->family = 6;
+	if (pkt->remote_is_src)
+		__builtin_memcpy(pkt->remote, &ip6h->saddr, 16);
+	else
+		__builtin_memcpy(pkt->remote, &ip6h->daddr, 16);
 	off += sizeof(*ip6h);
 
 	/* Walk at most PS_MAX_EXTHDRS extension headers; a longer chain is

@@ -36,6 +36,8 @@ export function renderMetrics(rules: RuleView[], stats: StatsView, build: { vers
   const bytes: [Labels, number][] = [];
   const overPackets: [Labels, number][] = [];
   const markedPackets: [Labels, number][] = [];
+  const synDrops: [Labels, number][] = [];
+  const clientsAdded: [Labels, number][] = [];
   const rates: [Labels, number][] = [];
   const bursts: [Labels, number][] = [];
   const observed: [Labels, number][] = [];
@@ -49,6 +51,8 @@ export function renderMetrics(rules: RuleView[], stats: StatsView, build: { vers
       bytes.push([{ ...labels, verdict: 'pass' }, c.passedBytes], [{ ...labels, verdict: 'drop' }, c.droppedBytes]);
       overPackets.push([{ ...labels, mode: rule.mode }, c.overLimitPackets]);
       markedPackets.push([labels, c.markedPackets]);
+      synDrops.push([labels, c.synDrops]);
+      clientsAdded.push([labels, c.newClients]);
       rates.push([labels, rule.rateBitsPerSecond / 8]);
       bursts.push([labels, rule.burstBytes]);
       const o = rule.observed[direction];
@@ -59,6 +63,13 @@ export function renderMetrics(rules: RuleView[], stats: StatsView, build: { vers
   out.family('portshaper_bytes_total', 'counter', 'Wire bytes judged by a rule, by verdict (pass or drop).', bytes);
   out.family('portshaper_over_limit_packets_total', 'counter', 'Monitor mode: packets passed although over the limit.', overPackets);
   out.family('portshaper_ecn_marked_packets_total', 'counter', 'Packets passed with ECN CE set (shaping past the ecn delay, or policing in the ECN band).', markedPackets);
+  out.family('portshaper_syn_drops_total', 'counter', 'New connections (SYN) refused by a connection limit; also in portshaper_packets_total{verdict="drop"}.', synDrops);
+  out.family(
+    'portshaper_clients_added_total',
+    'counter',
+    'Clients added to the per-client table for a rule (first seen, or seen again after eviction); GET /v1/rules/{name}/clients lists them.',
+    clientsAdded,
+  );
   out.family('portshaper_rule_rate_bytes_per_second', 'gauge', 'Configured rate of a rule in bytes/s (bit/s ÷ 8); 0 means unlimited (count only).', rates);
   out.family('portshaper_rule_burst_bytes', 'gauge', 'Configured bucket depth of a rule.', bursts);
   out.family('portshaper_rule_observed_bytes_per_second', 'gauge', 'Passed wire bytes/s measured by the agent over the last seconds.', observed);

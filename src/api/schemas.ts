@@ -34,6 +34,18 @@ const ruleFields = {
   mode: enumOf('mode'),
   ecn: Type.Union([Type.String(), Type.Boolean()], { description: describe('ecn'), examples: ['2ms', 'off'] }),
   horizon: Type.String({ description: describe('horizon'), examples: ['50ms'] }),
+  pps: Type.String({ description: describe('pps'), examples: ['10kpps'] }),
+  connections: Type.String({ description: describe('connections'), examples: ['100/s'] }),
+  client: Type.Object(
+    {
+      rate: Type.Optional(Type.String({ examples: ['10mbit'] })),
+      burst: Type.Optional(Type.String({ examples: ['100ms'] })),
+      pps: Type.Optional(Type.String({ examples: ['1kpps'] })),
+      connections: Type.Optional(Type.String({ examples: ['10/s'] })),
+      ipv6Prefix: Type.Optional(Type.Integer({ minimum: 1, maximum: 128 })),
+    },
+    { additionalProperties: false, description: describe('client') },
+  ),
   interfaces: Type.Array(Type.String(), { minItems: 1, description: describe('interfaces') }),
   buckets: enumOf('buckets'),
 };
@@ -50,6 +62,9 @@ export const RuleBody = Type.Object(
     mode: Type.Optional(ruleFields.mode),
     ecn: Type.Optional(ruleFields.ecn),
     horizon: Type.Optional(ruleFields.horizon),
+    pps: Type.Optional(ruleFields.pps),
+    connections: Type.Optional(ruleFields.connections),
+    client: Type.Optional(ruleFields.client),
     interfaces: Type.Optional(ruleFields.interfaces),
     buckets: Type.Optional(ruleFields.buckets),
   },
@@ -71,12 +86,45 @@ export const RulePatch = Type.Object(
     mode: removable(ruleFields.mode),
     ecn: removable(ruleFields.ecn),
     horizon: removable(ruleFields.horizon),
+    pps: removable(ruleFields.pps),
+    connections: removable(ruleFields.connections),
+    client: removable(ruleFields.client),
     interfaces: removable(ruleFields.interfaces),
     buckets: removable(ruleFields.buckets),
   },
   { additionalProperties: false, minProperties: 1, description: 'Keys to change; null removes a key so the default applies.' },
 );
 export type RulePatch = Static<typeof RulePatch>;
+
+/** GET /v1/rules/{name}/clients query. */
+export const ClientsQuery = Type.Object({
+  top: Type.Optional(Type.Integer({ minimum: 1, maximum: 1000, default: 20, description: 'How many clients to list.' })),
+  by: Type.Optional(
+    Type.Union([Type.Literal('bytes'), Type.Literal('drops')], { default: 'bytes', description: 'Rank by passed bytes or by dropped packets.' }),
+  ),
+});
+export type ClientsQuery = Static<typeof ClientsQuery>;
+
+/** The clients of a rule with per-client limits. */
+export const ClientsView = Type.Object({
+  rule: Type.String(),
+  clients: Type.Integer({ description: 'Clients the table holds now for this rule.' }),
+  added: Type.Integer({ description: 'Clients added since the rule was created (first seen, or seen again after eviction).' }),
+  evicted: Type.Integer({ description: 'added - clients: forgotten because the client table (clientTable) was full.' }),
+  by: Type.Union([Type.Literal('bytes'), Type.Literal('drops')]),
+  top: Type.Array(
+    Type.Object({
+      address: Type.String({ description: 'IPv4 address, or IPv6 prefix (ipv6Prefix bits).' }),
+      direction: Type.Union([Type.Literal('ingress'), Type.Literal('egress')]),
+      passedPackets: Type.Number(),
+      passedBytes: Type.Number(),
+      droppedPackets: Type.Number(),
+      droppedBytes: Type.Number(),
+      idleSeconds: Type.Number({ description: 'Seconds since its last packet.' }),
+    }),
+  ),
+});
+export type ClientsView = Static<typeof ClientsView>;
 
 /** Packets and bytes of one direction of a rule since its buckets were created. */
 export const DirectionCounters = Type.Object({
@@ -88,6 +136,8 @@ export const DirectionCounters = Type.Object({
   overLimitBytes: Type.Number(),
   markedPackets: Type.Number({ description: 'Passed with ECN CE set by portshaper (shaping past the ecn delay, or policing in the ECN band).' }),
   markedBytes: Type.Number(),
+  synDrops: Type.Number({ description: 'New connections (SYN) refused by a connection limit (included in droppedPackets).' }),
+  newClients: Type.Number({ description: 'Clients added to the per-client table (see GET /v1/rules/{name}/clients).' }),
 });
 export type DirectionCounters = Static<typeof DirectionCounters>;
 

@@ -9,9 +9,22 @@
 import { readFileSync } from 'node:fs';
 import { parseDocument } from 'yaml';
 import type { Logger } from 'pino';
-import type { ApplyView, DirectionCounters, GlobalRow, PolicyView, ReadyView, RuleBody, RulePatch, RuleView, StatsView } from './schemas.js';
+import type {
+  ApplyView,
+  ClientsQuery,
+  ClientsView,
+  DirectionCounters,
+  GlobalRow,
+  PolicyView,
+  ReadyView,
+  RuleBody,
+  RulePatch,
+  RuleView,
+  StatsView,
+} from './schemas.js';
 import { formatDiagnostic, RuleNotFoundError } from '../errors.js';
 import { hashText, type Agent } from '../controller/agent.js';
+import { clientsSummary } from '../controller/clients.js';
 import { RateSampler } from '../controller/sampler.js';
 import { PolicyWriter } from '../controller/writes.js';
 import { addCounters, readCounters, readGlobal, readSlotCounters } from '../kernel/counters.js';
@@ -38,6 +51,8 @@ export interface ShaperService {
   policy(): PolicyView & { text: string };
   /** Replace the whole policy with YAML text (validated exactly as the file is). */
   replacePolicy(text: string, requestId: string): Promise<ApplyView>;
+  /** The clients of a rule with per-client limits. Throws RuleNotFoundError. */
+  clients(name: string, query: Required<ClientsQuery>): ClientsView;
 }
 
 const DIRECTIONS: readonly Direction[] = ['ingress', 'egress'];
@@ -107,6 +122,17 @@ export class AgentService implements ShaperService {
     const text = readFileSync(this.agent.policyPath, 'utf8');
     const sha256 = hashText(text);
     return { file: this.agent.policyPath, sha256, inForce: sha256 === this.agent.state.hash, policy: parseDocument(text).toJS() as unknown, text };
+  }
+
+  clients(name: string, query: Required<ClientsQuery>): ClientsView {
+    const { policy, slots } = this.agent.state;
+    if (!policy.rules.some((r) => r.name === name)) throw new RuleNotFoundError(name);
+    const buckets = (this.agent.state.bucketsByRule.get(name) ?? []).flatMap((bucket) => {
+      const slot = slots.get(bucket.key);
+      return slot === undefined ? [] : [{ bucket, slot }];
+    });
+    const counters = readCounters(this.agent.dataPlane, buckets.map((b) => b.slot));
+    return clientsSummary(this.agent.dataPlane, name, buckets, counters, { ...query, nowNs: process.hrtime.bigint() });
   }
 
   stats(): StatsView {
@@ -207,5 +233,7 @@ function toCounters(c: PsCounters): DirectionCounters {
     overLimitBytes: Number(c.over_bytes),
     markedPackets: Number(c.mark_pkts),
     markedBytes: Number(c.mark_bytes),
+    synDrops: Number(c.syn_drops),
+    newClients: Number(c.new_clients),
   };
 }

@@ -131,7 +131,13 @@ export class Agent {
   async start(): Promise<ApplyResult> {
     const { policy, warnings, hash } = await this.load();
     for (const w of warnings) this.log.warn(formatDiagnostic(w));
-    this.dp = DataPlane.open({ pinDir: policy.pinDir, objectPath: this.opts.objectPath });
+    this.dp = DataPlane.open({ pinDir: policy.pinDir, objectPath: this.opts.objectPath, clientTable: policy.clientTable });
+    if (this.dp.clientTable !== policy.clientTable) {
+      this.log.warn(
+        { pinned: this.dp.clientTable, policy: policy.clientTable },
+        'clientTable differs from the pinned client table, which keeps its size; "portshaper detach --purge" and a restart apply it (per-client state is lost)',
+      );
+    }
     const meta = this.dp.meta();
     this.log.info(
       { pinDir: policy.pinDir, adopted: this.dp.adopted, layout: meta.layout_version, libbpf: libbpfVersion() },

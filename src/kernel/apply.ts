@@ -6,7 +6,7 @@
 import { reconcile, type KernelSnapshot, type WritePlan } from './reconcile.js';
 import type { DataPlane } from './dataplane.js';
 import type { DesiredState } from './desired.js';
-import { PS, psRule, type PsRule } from './layout.js';
+import { PS, psClientCfg, psRule, type PsClientCfg, type PsRule } from './layout.js';
 import { roundUp8 } from './maps.js';
 
 /** Read what reconciling needs from the kernel: in-use rules and the port table. */
@@ -20,14 +20,25 @@ export function snapshot(dp: DataPlane): KernelSnapshot {
     // Cheap test on the flags word before decoding the whole struct.
     if (view.readUInt32LE(slot * stride + flagsAt) & PS.PS_RULE_IN_USE) rules.set(slot, psRule.decode(view, slot * stride));
   }
+  const clientCfg = new Map<number, PsClientCfg>();
+  const cfgs = dp.maps.ps_client_cfg.readAll();
+  for (let i = 0; i < cfgs.count; i++) clientCfg.set(cfgs.keys[i]!, psClientCfg.decode(cfgs.values, i * psClientCfg.size));
   // The port table is diffed in place through the mmap view: no 8 MiB copy.
   // Call inside the agent's serialize(), so nothing else writes it meanwhile.
-  return { rules, ports: dp.portsView, portStride: 2, maxSlots: PS.PS_MAX_SLOTS };
+  return { rules, ports: dp.portsView, portStride: 2, maxSlots: PS.PS_MAX_SLOTS, clientCfg };
 }
 
-/** Perform a write plan: fresh slots zeroed, rules written, ports switched, old slots released. */
+/**
+ * Perform a write plan: per-client limits, fresh slots zeroed, rules written,
+ * ports switched, old slots released, unused per-client limits deleted.
+ */
 export function applyPlan(dp: DataPlane, plan: WritePlan): void {
   dp.assertOpen();
+  if (plan.clientCfg.length) {
+    const values = Buffer.alloc(psClientCfg.size * plan.clientCfg.length);
+    plan.clientCfg.forEach(({ cfg }, i) => psClientCfg.encode(cfg, values, i * psClientCfg.size));
+    dp.maps.ps_client_cfg.writeMany(Uint32Array.from(plan.clientCfg.map((c) => c.slot)), values);
+  }
   const fresh = plan.rules.filter((w) => w.fresh).map((w) => w.slot);
   if (fresh.length) {
     // Zeroed state means "full bucket at the first packet" (tat_ns = 0).
@@ -41,12 +52,13 @@ export function applyPlan(dp: DataPlane, plan: WritePlan): void {
   for (let i = 0; i < plan.portIndexes.length; i++) view[2 * plan.portIndexes[i]!] = plan.portSlots[i]!;
   writeRules(
     dp,
-    plan.release.map((slot) => [
-      slot,
-      { rate_bps: 0n, burst_ns: 0n, key_hash: 0n, ecn_ns: 0n, horizon_ns: 0n, mode: 0, flags: 0, classid: 0, pad: 0 },
-    ]),
+    plan.release.map((slot) => [slot, UNUSED]),
   );
+  for (const slot of plan.clientCfgRemove) dp.maps.ps_client_cfg.delete(slot);
 }
+
+/** A released slot's rule. */
+const UNUSED: PsRule = psRule.decode(Buffer.alloc(psRule.size));
 
 function writeRules(dp: DataPlane, entries: [number, PsRule][]): void {
   if (!entries.length) return;

@@ -3,7 +3,21 @@
  * summed here; many slots are read with batch syscalls, never one per rule.
  */
 import type { DataPlane } from './dataplane.js';
-import { GLOBAL_KINDS, PS, psBucket, psCounters, psGlobal, zeroCounters, type GlobalKind, type PsBucket, type PsCounters } from './layout.js';
+import {
+  GLOBAL_KINDS,
+  PS,
+  psBucket,
+  psClient,
+  psClientKey,
+  psCounters,
+  psGlobal,
+  zeroCounters,
+  type GlobalKind,
+  type PsBucket,
+  type PsClient,
+  type PsCounters,
+} from './layout.js';
+import { lookupBatch } from './libbpf.js';
 import { roundUp8 } from './maps.js';
 
 const COUNTER_FIELDS = psCounters.fields.map((f) => f.name) as (keyof PsCounters)[];
@@ -66,4 +80,60 @@ export function readGlobal(dp: DataPlane, row: number, direction: 'ingress' | 'e
     });
   }
   return out;
+}
+
+/** One client of a bucket as ps_clients holds it. */
+export interface ClientEntry {
+  slot: number;
+  /** The client's address: IPv4 dotted, or the IPv6 prefix in its shortest form. */
+  address: string;
+  state: PsClient;
+}
+
+/** Entries per batch syscall when walking ps_clients. */
+const CLIENT_BATCH = 4096;
+
+/**
+ * Every client in ps_clients (optionally only those of some slots), read
+ * with batch syscalls while the program keeps running: an entry added or
+ * evicted meanwhile may be missed or seen, never torn (the kernel copies
+ * each value under the bucket lock).
+ */
+export function readClients(dp: DataPlane, slots?: Set<number>): ClientEntry[] {
+  dp.assertOpen();
+  const keys = Buffer.alloc(psClientKey.size * CLIENT_BATCH);
+  const values = Buffer.alloc(psClient.size * CLIENT_BATCH);
+  const token = Buffer.alloc(4);
+  const next = Buffer.alloc(4);
+  const out: ClientEntry[] = [];
+  for (let first = true; ; first = false) {
+    const { count, done } = lookupBatch(dp.clientsFd, first ? null : token, next, keys, values, CLIENT_BATCH, 'ps_clients');
+    for (let i = 0; i < count; i++) {
+      const at = i * psClientKey.size;
+      const slot = keys.readUInt32LE(at);
+      if (slots && !slots.has(slot)) continue;
+      const family = keys.readUInt32LE(at + 4);
+      const addr = keys.subarray(at + 8, at + 24);
+      out.push({ slot, address: formatAddress(family, addr), state: psClient.decode(values, i * psClient.size) });
+    }
+    if (done) break;
+    next.copy(token);
+  }
+  return out;
+}
+
+/** An IPv4-mapped key as a.b.c.d; an IPv6 one in RFC 5952 short form. */
+export function formatAddress(family: number, addr: Buffer): string {
+  if (family === 4) return `${addr[12]}.${addr[13]}.${addr[14]}.${addr[15]}`;
+  const groups = Array.from({ length: 8 }, (_, i) => addr.readUInt16BE(2 * i).toString(16));
+  // The longest run of two or more zero groups becomes "::".
+  let best = { at: -1, len: 1 };
+  for (let i = 0; i < 8; ) {
+    let j = i;
+    while (j < 8 && groups[j] === '0') j++;
+    if (j - i > best.len) best = { at: i, len: j - i };
+    i = j === i ? i + 1 : j;
+  }
+  if (best.at < 0) return groups.join(':');
+  return `${groups.slice(0, best.at).join(':')}::${groups.slice(best.at + best.len).join(':')}`;
 }

@@ -23,6 +23,7 @@ import {
   possibleCpus,
   programFd,
   setInitialValue,
+  setMaxEntries,
   setPinPath,
   testRun,
   type TestRunResult,
@@ -30,7 +31,7 @@ import {
 } from './libbpf.js';
 import { PS, psIface, psMeta, psRule, type PsIface, type PsMeta } from './layout.js';
 import { U32Map, roundUp8, u32 } from './maps.js';
-import { DEFAULT_PIN_DIR, ensureBpffs, MAP_NAMES, MAP_SPECS, type MapName, readPinnedMeta } from './pins.js';
+import { DEFAULT_PIN_DIR, ensureBpffs, MAP_NAMES, MAP_SPECS, pinnedEntries, readPinnedMeta, U32_MAP_NAMES, type U32MapName } from './pins.js';
 import { attachedFilters, attachFilters, detachFilters, type Hooks } from './tc.js';
 
 /** Bytes per ps_ports element in the kernel (array values are rounded up to 8). */
@@ -46,11 +47,15 @@ export interface OpenOptions {
   pinDir?: string;
   /** Tests only: take time from ps_test_now instead of the kernel clock. */
   testClock?: boolean;
+  /** Entries of the per-client table when it is created (pinned tables keep their size). */
+  clientTable?: number;
 }
 
 /** A loaded portshaper object with its pinned maps. */
 export class DataPlane {
-  readonly maps: Record<MapName, U32Map>;
+  readonly maps: Record<U32MapName, U32Map>;
+  /** ps_clients (24-byte keys): read with readClients() in counters.ts. */
+  readonly clientsFd: number;
   readonly cpus: number;
   /** ps_ports mapped into memory: element i is at [2 * i] (array elements are 8-byte aligned). */
   readonly portsView: Uint32Array;
@@ -66,11 +71,14 @@ export class DataPlane {
     readonly adopted: boolean,
     readonly programs: { ingress: number; egress: number },
     private readonly testClockFd: number | null,
+    /** Entries of the per-client table in use (a pinned table keeps its size). */
+    readonly clientTable: number,
   ) {
     this.cpus = possibleCpus();
     this.maps = Object.fromEntries(
-      MAP_NAMES.map((name) => [name, new U32Map(mapFd(findMap(obj, name)), { name, ...MAP_SPECS[name], cpus: this.cpus })]),
-    ) as Record<MapName, U32Map>;
+      U32_MAP_NAMES.map((name) => [name, new U32Map(mapFd(findMap(obj, name)), { name, ...MAP_SPECS[name], cpus: this.cpus })]),
+    ) as Record<U32MapName, U32Map>;
+    this.clientsFd = mapFd(findMap(obj, 'ps_clients'));
     const ports = mmapMap(this.maps.ps_ports.fd, PORT_ELEM * PS.PS_PORT_TABLE_SIZE, 'ps_ports');
     const rules = mmapMap(this.maps.ps_rules.fd, roundUp8(psRule.size) * PS.PS_MAX_SLOTS, 'ps_rules');
     this.mappings = [ports, rules];
@@ -97,9 +105,14 @@ export class DataPlane {
     }
     const adopted = meta !== null;
 
+    // A pinned client table keeps its size (libbpf reuses a pin only if its shape matches).
+    const pinnedClients = existsSync(join(pinDir, 'ps_clients')) ? pinnedEntries(pinDir, 'ps_clients') : undefined;
+    const clientTable = pinnedClients ?? options.clientTable ?? PS.PS_CLIENTS_DEFAULT;
+
     const obj = openObject(objectPath);
     try {
       for (const name of MAP_NAMES) setPinPath(findMap(obj, name), join(pinDir, name));
+      setMaxEntries(findMap(obj, 'ps_clients'), clientTable, 'the client table ps_clients');
       if (options.testClock) {
         const on = Buffer.alloc(4);
         on.writeUInt32LE(1);
@@ -111,7 +124,7 @@ export class DataPlane {
         egress: programFd(findProgram(obj, 'ps_egress')),
       };
       const clockFd = options.testClock ? mapFd(findMap(obj, '.data.testclock')) : null;
-      const dp = new DataPlane(obj, pinDir, adopted, programs, clockFd);
+      const dp = new DataPlane(obj, pinDir, adopted, programs, clockFd, clientTable);
       if (!adopted) dp.writeMeta();
       return dp;
     } catch (err) {

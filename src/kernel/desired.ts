@@ -28,6 +28,28 @@ export interface DesiredBucket {
   ecnNs: number;
   /** shape: queueing delay past which packets are dropped (0 for other modes). */
   horizonNs: number;
+  /** Packet-rate limit: ns a packet costs (1e9 / pps) and the depth; 0 = none. */
+  pktCostNs: number;
+  pktBurstNs: number;
+  /** New-connection limit (TCP SYN on ingress): ns a connection costs and the depth; 0 = none. */
+  synCostNs: number;
+  synBurstNs: number;
+  /** Per-client limits, each client policed in buckets of its own. */
+  client?: DesiredClientLimit;
+}
+
+/** The limits every client of a bucket gets (0 = none for each kind). */
+export interface DesiredClientLimit {
+  rateBps: number;
+  burstNs: number;
+  /** Band past the burst where ECN-capable packets are marked instead of dropped. */
+  ecnNs: number;
+  pktCostNs: number;
+  pktBurstNs: number;
+  synCostNs: number;
+  synBurstNs: number;
+  /** Leading bits of an IPv6 address that name one client. */
+  ipv6Prefix: number;
 }
 
 /** Ports [from, to] of one (profile, direction, protocol, side) that lead to buckets. */

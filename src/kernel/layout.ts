@@ -14,6 +14,8 @@ export const PS = {
   PS_MAX_IFACES: 64,
   PS_MAX_EXTHDRS: 6,
   PS_CAS_TRIES: 4,
+  PS_CLIENTS_DEFAULT: 65536,
+  PS_MAX_CLIENT_RULES: 65536,
   PS_DIR_INGRESS: 0,
   PS_DIR_EGRESS: 1,
   PS_PROTO_TCP: 0,
@@ -24,6 +26,7 @@ export const PS = {
   PS_MODE_MONITOR: 1,
   PS_MODE_SHAPE: 2,
   PS_RULE_IN_USE: 1,
+  PS_RULE_CLIENTS: 2,
   PS_IFACE_REMOTE_INGRESS: 1,
   PS_IFACE_REMOTE_EGRESS: 2,
   PS_G_NON_IP: 0,
@@ -135,6 +138,10 @@ export const psRule = struct('ps_rule', [
   ['key_hash', 'u64'],
   ['ecn_ns', 'u64'],
   ['horizon_ns', 'u64'],
+  ['pkt_cost_ns', 'u64'],
+  ['pkt_burst_ns', 'u64'],
+  ['syn_cost_ns', 'u64'],
+  ['syn_burst_ns', 'u64'],
   ['mode', 'u32'],
   ['flags', 'u32'],
   ['classid', 'u32'],
@@ -142,7 +149,11 @@ export const psRule = struct('ps_rule', [
 ]);
 export type PsRule = ReturnType<typeof psRule.decode>;
 
-export const psBucket = struct('ps_bucket', [['tat_ns', 'u64']]);
+export const psBucket = struct('ps_bucket', [
+  ['tat_ns', 'u64'],
+  ['pkt_tat_ns', 'u64'],
+  ['syn_tat_ns', 'u64'],
+]);
 export type PsBucket = ReturnType<typeof psBucket.decode>;
 
 export const psCounters = struct('ps_counters', [
@@ -156,6 +167,8 @@ export const psCounters = struct('ps_counters', [
   ['mark_bytes', 'u64'],
   ['cas_retries', 'u64'],
   ['cas_exhausted', 'u64'],
+  ['syn_drops', 'u64'],
+  ['new_clients', 'u64'],
 ]);
 export type PsCounters = ReturnType<typeof psCounters.decode>;
 
@@ -182,8 +195,40 @@ export const psMeta = struct('ps_meta', [
 ]);
 export type PsMeta = ReturnType<typeof psMeta.decode>;
 
+export const psClientCfg = struct('ps_client_cfg', [
+  ['rate_bps', 'u64'],
+  ['burst_ns', 'u64'],
+  ['ecn_ns', 'u64'],
+  ['pkt_cost_ns', 'u64'],
+  ['pkt_burst_ns', 'u64'],
+  ['syn_cost_ns', 'u64'],
+  ['syn_burst_ns', 'u64'],
+  ['prefix6', 'u32'],
+  ['pad', 'u32'],
+]);
+export type PsClientCfg = ReturnType<typeof psClientCfg.decode>;
+
+/** ps_clients key; addr (16 bytes) is read as two u64 words and formatted by the reader. */
+export const psClientKey = struct('ps_client_key', [
+  ['slot', 'u32'],
+  ['family', 'u32'],
+  ['addr', { array: 'u64', length: 2 }],
+]);
+
+export const psClient = struct('ps_client', [
+  ['tat_ns', 'u64'],
+  ['pkt_tat_ns', 'u64'],
+  ['syn_tat_ns', 'u64'],
+  ['pass_pkts', 'u64'],
+  ['pass_bytes', 'u64'],
+  ['drop_pkts', 'u64'],
+  ['drop_bytes', 'u64'],
+  ['last_ns', 'u64'],
+]);
+export type PsClient = ReturnType<typeof psClient.decode>;
+
 /** Every shared struct, for the layout test. */
-export const SHARED_STRUCTS = [psRule, psBucket, psCounters, psIface, psGlobal, psMeta] as const;
+export const SHARED_STRUCTS = [psRule, psBucket, psCounters, psIface, psGlobal, psMeta, psClientCfg, psClientKey, psClient] as const;
 
 /** Zeroed counters. */
 export function zeroCounters(): PsCounters {
@@ -198,5 +243,7 @@ export function zeroCounters(): PsCounters {
     mark_bytes: 0n,
     cas_retries: 0n,
     cas_exhausted: 0n,
+    syn_drops: 0n,
+    new_clients: 0n,
   };
 }

@@ -101,6 +101,7 @@ const fn = {
   bpf_object__find_program_by_name: lib.func('void *bpf_object__find_program_by_name(void *obj, const char *name)'),
   bpf_map__set_pin_path: lib.func('int bpf_map__set_pin_path(void *map, const char *path)'),
   bpf_map__set_initial_value: lib.func('int bpf_map__set_initial_value(void *map, const void *data, size_t size)'),
+  bpf_map__set_max_entries: lib.func('int bpf_map__set_max_entries(void *map, uint32_t max_entries)'),
   bpf_map__fd: lib.func('int bpf_map__fd(void *map)'),
   bpf_program__fd: lib.func('int bpf_program__fd(void *prog)'),
   bpf_obj_get: lib.func('int bpf_obj_get(const char *path)'),
@@ -252,6 +253,11 @@ export function setPinPath(map: BpfMap, path: string): void {
 }
 
 /** Replace a global-data map's initial contents (e.g. .rodata constants) before load. */
+/** Size a map before the object is loaded. */
+export function setMaxEntries(map: BpfMap, entries: number, what: string): void {
+  check(`size ${what} to ${entries} entries`, fn.bpf_map__set_max_entries(map, entries) as number);
+}
+
 export function setInitialValue(map: BpfMap, data: Buffer): void {
   check('set initial value', fn.bpf_map__set_initial_value(map, data, data.length) as number);
 }

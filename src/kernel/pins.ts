@@ -7,7 +7,7 @@ import { existsSync, mkdirSync, readdirSync, rmdirSync, statfsSync, unlinkSync }
 import { dirname, join } from 'node:path';
 import { PinLayoutError, PortshaperError } from '../errors.js';
 import { closeFd, lookupElem, mapInfo, mountBpffs, objGet } from './libbpf.js';
-import { PS, psBucket, psCounters, psGlobal, psIface, psMeta, psRule, type PsMeta } from './layout.js';
+import { PS, psBucket, psClient, psClientCfg, psClientKey, psCounters, psGlobal, psIface, psMeta, psRule, type PsMeta } from './layout.js';
 import { u32 } from './maps.js';
 
 /** Where pins live unless configured otherwise. */
@@ -21,18 +21,24 @@ const BPF_FS_MAGIC = 0xcafe4a11;
  * to read pins without loading the program.
  */
 export const MAP_SPECS = {
-  ps_ports: { valueSize: 4, perCpu: false, maxEntries: PS.PS_PORT_TABLE_SIZE },
-  ps_rules: { valueSize: psRule.size, perCpu: false, maxEntries: PS.PS_MAX_SLOTS },
-  ps_buckets: { valueSize: psBucket.size, perCpu: false, maxEntries: PS.PS_MAX_SLOTS },
-  ps_counters: { valueSize: psCounters.size, perCpu: true, maxEntries: PS.PS_MAX_SLOTS },
-  ps_ifaces: { valueSize: psIface.size, perCpu: false, maxEntries: PS.PS_MAX_IFACES },
-  ps_global: { valueSize: psGlobal.size, perCpu: true, maxEntries: PS.PS_MAX_IFACES * 2 },
-  ps_meta: { valueSize: psMeta.size, perCpu: false, maxEntries: 1 },
+  ps_ports: { keySize: 4, valueSize: 4, perCpu: false, maxEntries: PS.PS_PORT_TABLE_SIZE },
+  ps_rules: { keySize: 4, valueSize: psRule.size, perCpu: false, maxEntries: PS.PS_MAX_SLOTS },
+  ps_buckets: { keySize: 4, valueSize: psBucket.size, perCpu: false, maxEntries: PS.PS_MAX_SLOTS },
+  ps_counters: { keySize: 4, valueSize: psCounters.size, perCpu: true, maxEntries: PS.PS_MAX_SLOTS },
+  ps_client_cfg: { keySize: 4, valueSize: psClientCfg.size, perCpu: false, maxEntries: PS.PS_MAX_CLIENT_RULES },
+  ps_ifaces: { keySize: 4, valueSize: psIface.size, perCpu: false, maxEntries: PS.PS_MAX_IFACES },
+  ps_global: { keySize: 4, valueSize: psGlobal.size, perCpu: true, maxEntries: PS.PS_MAX_IFACES * 2 },
+  ps_meta: { keySize: 4, valueSize: psMeta.size, perCpu: false, maxEntries: 1 },
+  // Sized by the policy (clientTable) when created: maxEntries 0 = any.
+  ps_clients: { keySize: psClientKey.size, valueSize: psClient.size, perCpu: false, maxEntries: 0 },
 } as const;
 export type MapName = keyof typeof MAP_SPECS;
+/** The maps with u32 keys, reached through U32Map. */
+export type U32MapName = Exclude<MapName, 'ps_clients'>;
 
 /** Map names; each is pinned at <pinDir>/<name>. */
 export const MAP_NAMES = Object.keys(MAP_SPECS) as MapName[];
+export const U32_MAP_NAMES = MAP_NAMES.filter((n): n is U32MapName => n !== 'ps_clients');
 
 /** Make sure dir exists on a bpf filesystem, mounting one if needed. */
 export function ensureBpffs(dir: string): void {
@@ -57,7 +63,7 @@ export function openPinnedMap(pinDir: string, name: MapName): number {
   const spec = MAP_SPECS[name];
   const fd = objGet(join(pinDir, name));
   const info = mapInfo(fd, join(pinDir, name));
-  if (info.keySize !== 4 || info.valueSize !== spec.valueSize || info.maxEntries !== spec.maxEntries) {
+  if (info.keySize !== spec.keySize || info.valueSize !== spec.valueSize || (spec.maxEntries !== 0 && info.maxEntries !== spec.maxEntries)) {
     closeFd(fd);
     throw new PinLayoutError(
       pinDir,
@@ -66,6 +72,16 @@ export function openPinnedMap(pinDir: string, name: MapName): number {
     );
   }
   return fd;
+}
+
+/** max_entries of a pinned map of ours (after the shape check). */
+export function pinnedEntries(pinDir: string, name: MapName): number {
+  const fd = openPinnedMap(pinDir, name);
+  try {
+    return mapInfo(fd, join(pinDir, name)).maxEntries;
+  } finally {
+    closeFd(fd);
+  }
 }
 
 /**

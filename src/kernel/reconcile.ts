@@ -8,8 +8,8 @@
  * slot (with its credit and counters) of every bucket it still wants.
  */
 import { CapacityError, PortshaperError } from '../errors.js';
-import type { DesiredBucket, DesiredPortRange, DesiredState } from './desired.js';
-import { PS, portIndex, type PsRule } from './layout.js';
+import type { DesiredBucket, DesiredClientLimit, DesiredPortRange, DesiredState } from './desired.js';
+import { PS, portIndex, type PsClientCfg, type PsRule } from './layout.js';
 import { classId, PS_HTB_MAJOR } from './qdisc.js';
 
 /** What the kernel holds, as far as reconciling needs it. */
@@ -22,6 +22,8 @@ export interface KernelSnapshot {
   portStride: number;
   /** Slots available (PS_MAX_SLOTS unless the map was sized otherwise). */
   maxSlots: number;
+  /** ps_client_cfg: per-client limits by slot. */
+  clientCfg: Map<number, PsClientCfg>;
 }
 
 /** One ps_rules write. Fresh slots get their bucket and counters zeroed first. */
@@ -44,6 +46,10 @@ export interface WritePlan {
   slots: Map<string, number>;
   /** Shaped bucket key → HTB class minor (kept across reloads and restarts through ps_rule.classid). */
   classes: Map<string, number>;
+  /** 0. Per-client limits to write, before the rules that point at them. */
+  clientCfg: { slot: number; cfg: PsClientCfg }[];
+  /** 4. Per-client limits no rule uses any more: deleted after the rules stopped naming them. */
+  clientCfgRemove: number[];
 }
 
 const DIR = { ingress: PS.PS_DIR_INGRESS, egress: PS.PS_DIR_EGRESS } as const;
@@ -85,15 +91,45 @@ export function ruleValue(b: DesiredBucket, keyHash: bigint, classMinor = 0): Ps
     key_hash: keyHash,
     ecn_ns: BigInt(b.ecnNs),
     horizon_ns: BigInt(b.horizonNs),
+    pkt_cost_ns: BigInt(b.pktCostNs),
+    pkt_burst_ns: BigInt(b.pktBurstNs),
+    syn_cost_ns: BigInt(b.synCostNs),
+    syn_burst_ns: BigInt(b.synBurstNs),
     mode: MODE[b.mode],
-    flags: PS.PS_RULE_IN_USE,
+    flags: PS.PS_RULE_IN_USE | (b.client ? PS.PS_RULE_CLIENTS : 0),
     classid: b.mode === 'shape' ? classId(classMinor) : 0,
     pad: 0,
   };
 }
 
+/** The ps_client_cfg value of a bucket's per-client limits. */
+export function clientCfgValue(b: DesiredBucket): PsClientCfg | undefined {
+  const c = b.client;
+  if (!c) return undefined;
+  return {
+    rate_bps: BigInt(c.rateBps),
+    burst_ns: BigInt(c.burstNs),
+    ecn_ns: BigInt(c.ecnNs),
+    pkt_cost_ns: BigInt(c.pktCostNs),
+    pkt_burst_ns: BigInt(c.pktBurstNs),
+    syn_cost_ns: BigInt(c.synCostNs),
+    syn_burst_ns: BigInt(c.synBurstNs),
+    prefix6: c.ipv6Prefix,
+    pad: 0,
+  };
+}
+
+function sameFields<T extends object>(a: T, b: T): boolean {
+  for (const k of Object.keys(a) as (keyof T)[]) if (a[k] !== b[k]) return false;
+  return true;
+}
+
 function sameRule(a: PsRule, b: PsRule): boolean {
   return (
+    a.pkt_cost_ns === b.pkt_cost_ns &&
+    a.pkt_burst_ns === b.pkt_burst_ns &&
+    a.syn_cost_ns === b.syn_cost_ns &&
+    a.syn_burst_ns === b.syn_burst_ns &&
     a.rate_bps === b.rate_bps &&
     a.burst_ns === b.burst_ns &&
     a.key_hash === b.key_hash &&
@@ -200,7 +236,19 @@ export function reconcile(desired: DesiredState, snapshot: KernelSnapshot): Writ
   const portSlots = Uint32Array.from(values);
   // A slot released while a port still points at it would count traffic for
   // a dead rule; the port writes above clear those pointers first.
-  return { rules, portIndexes, portSlots, release, slots, classes };
+  // Per-client limits: written when new or changed, removed when no bucket has them.
+  const clientCfg: { slot: number; cfg: PsClientCfg }[] = [];
+  const withClients = new Set<number>();
+  for (const bucket of desired.buckets) {
+    const cfg = clientCfgValue(bucket);
+    const slot = slots.get(bucket.key)!;
+    if (!cfg) continue;
+    withClients.add(slot);
+    const have = snapshot.clientCfg.get(slot);
+    if (!have || !sameFields(have, cfg)) clientCfg.push({ slot, cfg });
+  }
+  const clientCfgRemove = [...snapshot.clientCfg.keys()].filter((slot) => !withClients.has(slot)).sort((a, b) => a - b);
+  return { rules, portIndexes, portSlots, release, slots, classes, clientCfg, clientCfgRemove };
 }
 
 /**
@@ -241,7 +289,13 @@ function assignClasses(buckets: DesiredBucket[], found: (number | undefined)[], 
 
 /** True when the plan changes nothing. */
 export function isNoop(plan: WritePlan): boolean {
-  return plan.rules.length === 0 && plan.portIndexes.length === 0 && plan.release.length === 0;
+  return (
+    plan.rules.length === 0 &&
+    plan.portIndexes.length === 0 &&
+    plan.release.length === 0 &&
+    plan.clientCfg.length === 0 &&
+    plan.clientCfgRemove.length === 0
+  );
 }
 
 /**
@@ -273,7 +327,24 @@ function rangeKey(r: DesiredPortRange): string {
 
 /** Same ps_rule value, given the same slot and class. */
 function sameBucket(a: DesiredBucket, b: DesiredBucket): boolean {
-  return a.rateBps === b.rateBps && a.burstNs === b.burstNs && a.mode === b.mode && a.ecnNs === b.ecnNs && a.horizonNs === b.horizonNs;
+  return (
+    a.rateBps === b.rateBps &&
+    a.burstNs === b.burstNs &&
+    a.mode === b.mode &&
+    a.ecnNs === b.ecnNs &&
+    a.horizonNs === b.horizonNs &&
+    a.pktCostNs === b.pktCostNs &&
+    a.pktBurstNs === b.pktBurstNs &&
+    a.synCostNs === b.synCostNs &&
+    a.synBurstNs === b.synBurstNs &&
+    (a.client === undefined) === (b.client === undefined)
+  );
+}
+
+/** Same ps_client_cfg value (both absent counts as the same). */
+function sameClient(a: DesiredClientLimit | undefined, b: DesiredClientLimit | undefined): boolean {
+  if (a === undefined || b === undefined) return a === b;
+  return sameFields(a, b);
 }
 
 /** The mirror of the kernel once a plan computed by reconcile() for `desired` has been applied. */
@@ -407,6 +478,19 @@ export function reconcileFrom(mirror: KernelMirror, desired: DesiredState): { pl
   const portIndexes = Uint32Array.from(writes, (w) => w[0]);
   const portSlots = Uint32Array.from(writes, (w) => w[1]);
 
-  const plan = { rules, portIndexes, portSlots, release, slots, classes };
+  // Per-client limits: written for new buckets and changed limits, removed where a bucket lost them or went away.
+  const clientCfg: { slot: number; cfg: PsClientCfg }[] = [];
+  const clientCfgRemove: number[] = [];
+  for (const bucket of desired.buckets) {
+    const cfg = clientCfgValue(bucket);
+    const before = mirror.buckets.get(bucket.key);
+    const slot = slots.get(bucket.key)!;
+    if (cfg && (before === undefined || !sameClient(before.client, bucket.client))) clientCfg.push({ slot, cfg });
+    if (!cfg && before?.client) clientCfgRemove.push(slot);
+  }
+  for (const key of gone) if (mirror.buckets.get(key)?.client) clientCfgRemove.push(mirror.slots.get(key)!);
+  clientCfgRemove.sort((a, b) => a - b);
+
+  const plan = { rules, portIndexes, portSlots, release, slots, classes, clientCfg, clientCfgRemove };
   return { plan, next: { buckets, ranges, slots, classes, hashes, maxSlots: mirror.maxSlots } };
 }

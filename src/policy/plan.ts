@@ -3,12 +3,24 @@
  * plane should hold. Pure and deterministic: the same policy always yields the
  * same, sorted output, whatever the order of its rules.
  */
-import type { DesiredBucket, DesiredInterface, DesiredPortRange, DesiredState, Direction, Mode, Protocol, Side } from '../kernel/desired.js';
+import type {
+  DesiredBucket,
+  DesiredClientLimit,
+  DesiredInterface,
+  DesiredPortRange,
+  DesiredState,
+  Direction,
+  Mode,
+  Protocol,
+  Side,
+} from '../kernel/desired.js';
 import { assignProfiles } from './profiles.js';
 import type { PolicyRule, ValidPolicy } from './types.js';
-import { DEFAULT_ECN, parseDuration } from './units.js';
+import { DEFAULT_BURST, DEFAULT_ECN, eventLimit, parseDuration } from './units.js';
 
 const DEFAULT_ECN_NS = parseDuration(DEFAULT_ECN);
+const DEFAULT_BURST_NS = parseDuration(DEFAULT_BURST);
+const NO_EVENTS = { costNs: 0, burstNs: 0 };
 
 const DIRECTIONS: readonly Direction[] = ['ingress', 'egress'];
 const PROTOCOLS: readonly Protocol[] = ['tcp', 'udp'];
@@ -85,14 +97,48 @@ export function planPolicy(policy: ValidPolicy): DesiredState {
  * where there is a queue": egress; ingress has none, so it polices there. An
  * unlimited rule only counts, so it never needs a class.
  */
-function bucketBehaviour(rule: PolicyRule, direction: Direction): Pick<DesiredBucket, 'rateBps' | 'burstNs' | 'mode' | 'ecnNs' | 'horizonNs'> {
+function bucketBehaviour(rule: PolicyRule, direction: Direction): Omit<DesiredBucket, 'key' | 'rule' | 'direction' | 'port'> {
   const mode: Mode = rule.mode === 'shape' && (direction === 'ingress' || rule.rateBps === 0) ? 'police' : rule.mode;
+  const limits = { ...eventLimits(rule, direction), ...(clientLimits(rule, direction) ?? {}) };
   if (mode === 'shape') {
-    return { rateBps: rule.rateBps, burstNs: rule.shapeBurstNs, mode, ecnNs: rule.ecnNs ?? DEFAULT_ECN_NS, horizonNs: rule.horizonNs };
+    return { rateBps: rule.rateBps, burstNs: rule.shapeBurstNs, mode, ecnNs: rule.ecnNs ?? DEFAULT_ECN_NS, horizonNs: rule.horizonNs, ...limits };
   }
   // Policing: ECN-capable packets get a band as deep as the burst past it unless ecn says otherwise.
   const ecnNs = mode === 'police' ? (rule.ecnNs ?? rule.burstNs) : 0;
-  return { rateBps: rule.rateBps, burstNs: rule.burstNs, mode, ecnNs, horizonNs: 0 };
+  return { rateBps: rule.rateBps, burstNs: rule.burstNs, mode, ecnNs, horizonNs: 0, ...limits };
+}
+
+/**
+ * Packet and connection limits of one direction's bucket: as deep as the
+ * policing burst (300 ms when the rule has no bit rate), at least two
+ * events. Connections are counted where their SYN arrives: ingress only.
+ */
+function eventLimits(rule: PolicyRule, direction: Direction): Pick<DesiredBucket, 'pktCostNs' | 'pktBurstNs' | 'synCostNs' | 'synBurstNs'> {
+  const depth = rule.burstNs || DEFAULT_BURST_NS;
+  const pkts = rule.pps ? eventLimit(rule.pps, depth) : NO_EVENTS;
+  const syns = rule.connections && direction === 'ingress' ? eventLimit(rule.connections, depth) : NO_EVENTS;
+  return { pktCostNs: pkts.costNs, pktBurstNs: pkts.burstNs, synCostNs: syns.costNs, synBurstNs: syns.burstNs };
+}
+
+/** The per-client limits of one direction's bucket, when the rule has any that apply there. */
+function clientLimits(rule: PolicyRule, direction: Direction): { client: DesiredClientLimit } | undefined {
+  const c = rule.client;
+  if (!c) return undefined;
+  const pkts = c.pps ? eventLimit(c.pps, c.burstNs) : NO_EVENTS;
+  const syns = c.connections && direction === 'ingress' ? eventLimit(c.connections, c.burstNs) : NO_EVENTS;
+  if (!c.rateBps && !pkts.costNs && !syns.costNs) return undefined;
+  return {
+    client: {
+      rateBps: c.rateBps,
+      burstNs: c.burstNs,
+      ecnNs: c.burstNs,
+      pktCostNs: pkts.costNs,
+      pktBurstNs: pkts.burstNs,
+      synCostNs: syns.costNs,
+      synBurstNs: syns.burstNs,
+      ipv6Prefix: c.ipv6Prefix,
+    },
+  };
 }
 
 /** Keys of the shaped buckets that egress port ranges of one profile lead to, sorted. */

@@ -5,7 +5,17 @@
  * after a change, regenerate the file with
  * `npx vitest run test/unit/policy/schema.test.ts -u`.
  */
-import { DEFAULT_BURST, DEFAULT_ECN, DEFAULT_HORIZON, DEFAULT_SHAPE_BURST, DURATION_UNITS, RATE_UNITS, SIZE_UNITS } from './units.js';
+import {
+  CONNECTION_RATE_UNITS,
+  DEFAULT_BURST,
+  DEFAULT_ECN,
+  DEFAULT_HORIZON,
+  DEFAULT_SHAPE_BURST,
+  DURATION_UNITS,
+  PACKET_RATE_UNITS,
+  RATE_UNITS,
+  SIZE_UNITS,
+} from './units.js';
 
 type ScalarType = 'string' | 'integer' | 'boolean';
 
@@ -22,7 +32,7 @@ export interface KeySpec {
   minimum?: number;
   maximum?: number;
   /** Strings read by the units module; its parser checks them, the schema gets a pattern from its units. "duration" also takes "off". */
-  units?: 'rate' | 'burst' | 'duration';
+  units?: 'rate' | 'burst' | 'duration' | 'pps' | 'connections';
   /** Added to type, pattern and missing-key errors: how to write a correct value. */
   hint?: string;
   /** Children of an object. */
@@ -139,6 +149,64 @@ export const RULE_KEYS: Readonly<Record<string, KeySpec>> = {
       '64 KiB packets at the rate (raised at low rates); at most 10s.',
     hint: 'write a delay such as "50ms"',
   },
+  pps: {
+    type: 'string',
+    units: 'pps',
+    description:
+      'Packet-rate limit (tc units: pps, kpps, mpps), alone or with a bit rate: both must admit a packet. ' +
+      'Policed (dropped over the limit) in every mode but monitor; a burst as deep as the policing burst, at least 2 packets.',
+    hint: 'write a packet rate such as "10kpps"',
+  },
+  connections: {
+    type: 'string',
+    units: 'connections',
+    description:
+      'New TCP connections per second (/s) or minute (/min) on ingress: a SYN over the limit is dropped and ' +
+      'counted; established connections are not affected. Needs protocol tcp or any and direction ingress or both.',
+    hint: 'write a connection rate such as "100/s"',
+  },
+  client: {
+    type: 'object',
+    description:
+      'Limits for each client: every remote address (IPv6: every prefix of ipv6Prefix bits) gets buckets of its ' +
+      'own, policed (ECN-capable packets are marked in a band as deep as the burst before they drop), under the ' +
+      "rule's own limits when it has any (both must admit). Clients live in a table of clientTable entries; when it " +
+      'is full the least recently seen client is forgotten and starts again with full buckets (counted as evictions).',
+    keys: {
+      rate: {
+        type: 'string',
+        units: 'rate',
+        description: 'Bit rate of each client, in tc notation.',
+        hint: 'write a rate such as "10mbit"',
+      },
+      burst: {
+        type: 'string',
+        units: 'burst',
+        default: DEFAULT_BURST,
+        description: 'Depth of each client\'s buckets: a size or a time at its rate (default 300ms, raised to 3028 bytes).',
+        hint: 'write a size such as "64kb" or a time such as "100ms"',
+      },
+      pps: {
+        type: 'string',
+        units: 'pps',
+        description: 'Packet rate of each client (pps, kpps, mpps).',
+        hint: 'write a packet rate such as "1kpps"',
+      },
+      connections: {
+        type: 'string',
+        units: 'connections',
+        description: 'New TCP connections of each client per second (/s) or minute (/min), on ingress.',
+        hint: 'write a connection rate such as "10/s"',
+      },
+      ipv6Prefix: {
+        type: 'integer',
+        minimum: 1,
+        maximum: 128,
+        default: 64,
+        description: 'Leading bits of an IPv6 address that name one client (a /64 is one subscriber\'s network).',
+      },
+    },
+  },
   interfaces: {
     type: 'array',
     items: INTERFACE_NAME,
@@ -167,6 +235,16 @@ export const POLICY_SPEC: KeySpec = {
       ...ABSOLUTE_PATH,
       default: '/sys/fs/bpf/portshaper',
       description: 'Directory on the BPF filesystem where maps are pinned, so limits survive agent restarts.',
+    },
+    clientTable: {
+      type: 'integer',
+      minimum: 1024,
+      maximum: 16_777_216,
+      default: 65536,
+      description:
+        'Entries of the per-client table shared by every rule with a client: section (about 130 bytes of kernel ' +
+        'memory each, allocated up front). Read when the pinned maps are created: a change takes effect after ' +
+        '"portshaper detach --purge" and a restart.',
     },
     interfaces: {
       type: 'array',
@@ -270,13 +348,14 @@ function toJsonSchema(spec: KeySpec): Record<string, unknown> {
 }
 
 /** A pattern accepting what the units parser reads (case-insensitively; JSON Schema has no flags). */
-function unitsPattern(kind: 'rate' | 'burst' | 'duration'): string {
-  const units =
-    kind === 'rate'
-      ? Object.keys(RATE_UNITS)
-      : kind === 'duration'
-        ? Object.keys(DURATION_UNITS)
-        : [...Object.keys(SIZE_UNITS), ...Object.keys(DURATION_UNITS)];
+function unitsPattern(kind: NonNullable<KeySpec['units']>): string {
+  const units = {
+    rate: Object.keys(RATE_UNITS),
+    duration: Object.keys(DURATION_UNITS),
+    burst: [...Object.keys(SIZE_UNITS), ...Object.keys(DURATION_UNITS)],
+    pps: Object.keys(PACKET_RATE_UNITS),
+    connections: Object.keys(CONNECTION_RATE_UNITS),
+  }[kind];
   // Longest first, so that an alternation engine never stops at a prefix ("m" of "mbit").
   const alternatives = [...new Set(units)].sort((a, b) => b.length - a.length || (a < b ? -1 : 1)).map(anyCase);
   const quantity = `\\s*[0-9]+(\\.[0-9]+)?\\s*(${alternatives.join('|')})\\s*`;

@@ -9,7 +9,7 @@ import type { Diagnostic } from '../errors.js';
 import type { ParsedPolicy, Position } from './parse.js';
 import type { KeySpec } from './schema.js';
 import { suggestion } from './suggest.js';
-import { parseBurst, parseDuration, parseRate, UnitError } from './units.js';
+import { parseBurst, parseConnectionRate, parseDuration, parsePacketRate, parseRate, UnitError } from './units.js';
 
 /** Collects the diagnostics of one validation run and where each path is in the file. */
 export class Findings {
@@ -195,6 +195,8 @@ class Walker {
       if (spec.units === 'rate') parseRate(value);
       if (spec.units === 'burst') parseBurst(value, 0);
       if (spec.units === 'duration' && value.trim().toLowerCase() !== 'off') parseDuration(value);
+      if (spec.units === 'pps') parsePacketRate(value);
+      if (spec.units === 'connections') parseConnectionRate(value);
     } catch (err) {
       if (!(err instanceof UnitError)) throw err;
       this.findings.error(path, at, `${where}: ${err.message}`);

@@ -49,6 +49,12 @@ export interface PolicyRule {
   ecnNs?: number;
   /** Queueing delay past which a shaped bucket drops (already raised to two 64 KiB packets at the rate). */
   horizonNs: number;
+  /** Packets per second; undefined = no packet-rate limit. */
+  pps?: number;
+  /** New TCP connections per second on ingress; undefined = none. */
+  connections?: number;
+  /** Limits of each client (remote address or IPv6 prefix). */
+  client?: ClientLimit;
   /** Interfaces the rule is restricted to; undefined = every interface of the policy. */
   interfaces?: string[];
   /** One bucket per port of the range instead of one for the whole range. */
@@ -57,9 +63,23 @@ export interface PolicyRule {
   line: number;
 }
 
+/** Per-client limits of a rule, units converted. */
+export interface ClientLimit {
+  /** Bits per second of each client; 0 = no bit-rate limit. */
+  rateBps: number;
+  /** Depth of each client's buckets, in ns at rateBps (or of the packet/connection buckets). */
+  burstNs: number;
+  pps?: number;
+  connections?: number;
+  /** Leading bits of an IPv6 address that name one client. */
+  ipv6Prefix: number;
+}
+
 /** A policy that passed validation. */
 export interface ValidPolicy {
   pinDir: string;
+  /** Entries of the per-client table (when the pins are created). */
+  clientTable: number;
   interfaces: PolicyInterface[];
   api: ApiSettings;
   rules: PolicyRule[];

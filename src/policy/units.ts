@@ -128,6 +128,49 @@ export function parseRate(text: string): number {
   return bps;
 }
 
+/** Packet-rate units (tc's): packets per second. */
+export const PACKET_RATE_UNITS: Readonly<Record<string, number>> = { pps: 1, kpps: 1e3, mpps: 1e6 };
+/** Connection-rate units: new connections per second or per minute. */
+export const CONNECTION_RATE_UNITS: Readonly<Record<string, number>> = { '/s': 1, '/sec': 1, '/min': 1 / 60 };
+/** Fastest packet or connection rate: one event a nanosecond would be 1e9/s; keep whole-ns costs meaningful. */
+const MAX_EVENT_RATE = 100_000_000;
+
+/** Packets per second of a rate such as "10kpps" (tc: pps, kpps, mpps). */
+export function parsePacketRate(text: string): number {
+  const { value, unit } = splitQuantity(text, 'packet rate', '10kpps');
+  const scale = PACKET_RATE_UNITS[unit.toLowerCase()];
+  if (scale === undefined) {
+    const bits = RATE_UNITS[unit.toLowerCase()] !== undefined;
+    throw new UnitError(
+      bits
+        ? `"${text}" is a bit rate; a packet rate counts packets: write it in pps, kpps or mpps, e.g. 10kpps (rate: takes bit rates)`
+        : unknownUnit('packet rate', unit, PACKET_RATE_UNITS, 'pps, kpps, mpps'),
+    );
+  }
+  return checkEventRate(text, value * scale);
+}
+
+/** New connections per second of a rate such as "100/s" or "600/min". */
+export function parseConnectionRate(text: string): number {
+  const { value, unit } = splitQuantity(text, 'connection rate', '100/s');
+  const scale = CONNECTION_RATE_UNITS[unit.toLowerCase()];
+  if (scale === undefined) throw new UnitError(unknownUnit('connection rate', unit, CONNECTION_RATE_UNITS, '/s or /min, e.g. 100/s'));
+  return checkEventRate(text, value * scale);
+}
+
+function checkEventRate(text: string, perSecond: number): number {
+  if (!(perSecond > 0) || perSecond > MAX_EVENT_RATE) {
+    throw new UnitError(`"${text}" is not between one a minute and ${MAX_EVENT_RATE / 1e6} million a second`);
+  }
+  return perSecond;
+}
+
+/** ns one event costs at `perSecond`, and the depth of an event bucket: `burstNs`, but at least two events. */
+export function eventLimit(perSecond: number, burstNs: number): { costNs: number; burstNs: number } {
+  const costNs = wholeNs(NS_PER_SEC / perSecond);
+  return { costNs, burstNs: Math.max(burstNs, 2 * costNs) };
+}
+
 /** Bytes of a size such as "64kb" (1 kb = 1024 bytes, as in tc). */
 export function parseSize(text: string): number {
   const { value, unit } = splitQuantity(text, 'size', '64kb');

@@ -14,7 +14,7 @@ import { assignProfiles } from './profiles.js';
 import { POLICY_SPEC, RULE_KEYS } from './schema.js';
 import { childPath, Findings, shapeDocument } from './shape.js';
 import { suggestion } from './suggest.js';
-import type { ApiSettings, PolicyEnv, PolicyInterface, PolicyRule, RuleDirection, RuleMode, RuleProtocol, ValidPolicy } from './types.js';
+import type { ApiSettings, ClientLimit, PolicyEnv, PolicyInterface, PolicyRule, RuleDirection, RuleMode, RuleProtocol, ValidPolicy } from './types.js';
 import {
   DEFAULT_BURST,
   DEFAULT_HORIZON,
@@ -24,7 +24,9 @@ import {
   formatRate,
   MAX_HORIZON_NS,
   parseBurst,
+  parseConnectionRate,
   parseDuration,
+  parsePacketRate,
   parseRate,
   UnitError,
 } from './units.js';
@@ -55,6 +57,7 @@ export function validatePolicy(parsed: ParsedPolicy, env: PolicyEnv): Validation
   if (diagnostics.some((d) => d.severity === 'error') || api === undefined) return { diagnostics };
   const policy: ValidPolicy = {
     pinDir: raw.pinDir ?? String(POLICY_SPEC.keys?.pinDir?.default),
+    clientTable: raw.clientTable ?? Number(POLICY_SPEC.keys?.clientTable?.default),
     interfaces,
     api,
     rules: rules.flatMap((r) => (r.rule ? [r.rule] : [])),
@@ -87,12 +90,24 @@ interface RawRule {
   mode?: RuleMode | 'enforce';
   ecn?: string | boolean;
   horizon?: string;
+  pps?: string;
+  connections?: string;
+  client?: RawClient;
   interfaces?: string[];
   buckets?: 'shared' | 'per-port';
 }
 
+interface RawClient {
+  rate?: string;
+  burst?: string;
+  pps?: string;
+  connections?: string;
+  ipv6Prefix?: number;
+}
+
 interface RawPolicy {
   pinDir?: string;
+  clientTable?: number;
   interfaces?: (RawInterface | undefined)[];
   api?: RawApi;
   defaults?: RawRule;
@@ -196,6 +211,8 @@ function checkRules(
     const bursts = rateBps === undefined ? undefined : checkBurst(item, defaults, rateBps, path, findings);
     const ecnNs = checkEcn(item, defaults, path, findings);
     const horizonNs = checkHorizon(item, defaults, path, findings);
+    const events = checkEvents(item, defaults, path, findings);
+    const client = checkClient(item, defaults, path, findings);
     if (ports === undefined) return [];
     const protocol = item.protocol ?? defaults.protocol ?? defaultOf<RuleProtocol>('protocol');
     const direction = item.direction ?? defaults.direction ?? defaultOf<RuleDirection>('direction');
@@ -215,6 +232,7 @@ function checkRules(
     }
     const directions = direction === 'both' ? (['ingress', 'egress'] as const) : [direction];
     const protocols: Protocol[] = protocol === 'any' ? ['tcp', 'udp'] : [protocol];
+    checkConnectionScope(item, defaults, client, protocol, direction, path, findings);
     const checked: CheckedRule = {
       index,
       name,
@@ -237,6 +255,8 @@ function checkRules(
       mode,
       ...(ecnNs !== undefined ? { ecnNs } : {}),
       horizonNs: effectiveHorizonNs(horizonNs, rateBps),
+      ...events,
+      ...(client ? { client } : {}),
       perPort,
       line,
       ...(scope ? { interfaces: scope } : {}),
@@ -359,6 +379,73 @@ function checkBurst(
       );
     }
     return undefined;
+  }
+}
+
+/** pps and connections of a rule (or of defaults), per second. */
+function checkEvents(rule: RawRule, defaults: RawRule, path: string, findings: Findings): { pps?: number; connections?: number } {
+  const out: { pps?: number; connections?: number } = {};
+  for (const key of ['pps', 'connections'] as const) {
+    const own = rule[key] !== undefined;
+    const text = own ? rule[key] : defaults[key];
+    if (text === undefined || !findings.isClean(own ? childPath(path, key) : `defaults.${key}`)) continue;
+    out[key] = key === 'pps' ? parsePacketRate(text) : parseConnectionRate(text);
+  }
+  return out;
+}
+
+/** A rule's client: section (or the one in defaults), units converted; undefined when absent or invalid. */
+function checkClient(rule: RawRule, defaults: RawRule, path: string, findings: Findings): ClientLimit | undefined {
+  const own = rule.client !== undefined;
+  const raw = own ? rule.client : defaults.client;
+  const where = own ? childPath(path, 'client') : 'defaults.client';
+  if (raw === undefined || !findings.isClean(where)) return undefined;
+  if (raw.rate === undefined && raw.pps === undefined && raw.connections === undefined) {
+    findings.error(where, findings.valueAt(where), `${where}: give each client a rate, pps or connections limit, e.g. rate: 10mbit`);
+    return undefined;
+  }
+  const rateBps = raw.rate === undefined ? 0 : parseRate(raw.rate);
+  let burstNs: number;
+  try {
+    // Event-only limits take their depth in time: a size needs a bit rate.
+    burstNs = parseBurst(raw.burst ?? DEFAULT_BURST, rateBps || 8e9, { raiseToMinimum: raw.burst === undefined });
+  } catch (err) {
+    if (!(err instanceof UnitError)) throw err;
+    const burstPath = childPath(where, 'burst');
+    findings.error(burstPath, findings.valueAt(burstPath), `${burstPath}: ${err.message}`);
+    return undefined;
+  }
+  return {
+    rateBps,
+    burstNs,
+    ...(raw.pps !== undefined ? { pps: parsePacketRate(raw.pps) } : {}),
+    ...(raw.connections !== undefined ? { connections: parseConnectionRate(raw.connections) } : {}),
+    ipv6Prefix: raw.ipv6Prefix ?? 64,
+  };
+}
+
+/** Connection limits count TCP SYNs arriving: refuse them where none can be seen. */
+function checkConnectionScope(
+  rule: RawRule,
+  defaults: RawRule,
+  client: ClientLimit | undefined,
+  protocol: RuleProtocol,
+  direction: RuleDirection,
+  path: string,
+  findings: Findings,
+): void {
+  const wanted = [
+    rule.connections !== undefined ? childPath(path, 'connections') : undefined,
+    rule.connections === undefined && defaults.connections !== undefined ? 'defaults.connections' : undefined,
+    client?.connections !== undefined ? childPath(childPath(path, 'client'), 'connections') : undefined,
+  ].filter((p): p is string => p !== undefined);
+  for (const where of wanted) {
+    const at = findings.valueAt(where);
+    if (protocol === 'udp') {
+      findings.error(where, at, `${where}: a connection limit counts TCP SYNs, and this rule is protocol: udp; use pps for UDP`);
+    } else if (direction === 'egress') {
+      findings.error(where, at, `${where}: new connections are limited where their SYN arrives (ingress); set direction: ingress or both`);
+    }
   }
 }
 

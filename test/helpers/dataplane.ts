@@ -4,7 +4,7 @@
  */
 import { DataPlane } from '../../src/kernel/dataplane.js';
 import { removePins } from '../../src/kernel/pins.js';
-import type { DesiredBucket, DesiredPortRange, DesiredState, Direction, Mode, Protocol, Side } from '../../src/kernel/desired.js';
+import type { DesiredBucket, DesiredClientLimit, DesiredPortRange, DesiredState, Direction, Mode, Protocol, Side } from '../../src/kernel/desired.js';
 
 /** Unique bpffs pin directory for a test file. */
 export function testPinDir(tag: string): string {
@@ -12,10 +12,10 @@ export function testPinDir(tag: string): string {
 }
 
 /** Open a data plane in its own pin dir; `dispose()` closes it and removes the pins. */
-export function openTestDataPlane(tag: string, opts: { testClock?: boolean } = {}) {
+export function openTestDataPlane(tag: string, opts: { testClock?: boolean; clientTable?: number } = {}) {
   const pinDir = testPinDir(tag);
   removePins(pinDir);
-  const dp = DataPlane.open({ pinDir, testClock: opts.testClock ?? false });
+  const dp = DataPlane.open({ pinDir, testClock: opts.testClock ?? false, ...(opts.clientTable ? { clientTable: opts.clientTable } : {}) });
   return {
     dp,
     pinDir,
@@ -39,6 +39,12 @@ export interface TestRule {
   /** Defaults: 0 (no ECN marking), and no horizon (0; shape tests set one). */
   ecnNs?: number;
   horizonNs?: number;
+  /** Packet and new-connection limits: ns per event and depth (default none). */
+  pktCostNs?: number;
+  pktBurstNs?: number;
+  synCostNs?: number;
+  synBurstNs?: number;
+  client?: DesiredClientLimit;
   perPort?: boolean;
   profile?: number;
 }
@@ -61,6 +67,11 @@ export function desiredFrom(rules: TestRule[], interfaces: DesiredState['interfa
         mode: r.mode ?? 'police',
         ecnNs: r.ecnNs ?? 0,
         horizonNs: r.horizonNs ?? 0,
+        pktCostNs: r.pktCostNs ?? 0,
+        pktBurstNs: r.pktBurstNs ?? 0,
+        synCostNs: r.synCostNs ?? 0,
+        synBurstNs: r.synBurstNs ?? 0,
+        ...(r.client ? { client: r.client } : {}),
       } as const;
       if (r.perPort) for (let p = from; p <= to; p++) buckets.push({ ...base, key: `${key}/${p}`, port: p });
       else buckets.push({ ...base, key });

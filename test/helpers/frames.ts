@@ -31,6 +31,10 @@ export interface FrameSpec {
   badIhl?: boolean;
   /** The IP header's ECN field: 0 not ECT, 1 ECT(1), 2 ECT(0), 3 CE. */
   ecn?: number;
+  /** Last byte of the source address (IPv4 198.18.0.x, IPv6 fd00::x), or for IPv6 a whole address in 16 bytes. */
+  src?: number | Buffer;
+  /** TCP flags byte (default ACK, 0x10); SYN = 0x02. */
+  tcpFlags?: number;
 }
 
 const ETH_P = { ipv4: 0x0800, ipv6: 0x86dd, arp: 0x0806, vlan: 0x8100, qinq: 0x88a8 };
@@ -74,7 +78,7 @@ export function buildFrame(spec: FrameSpec): Buffer {
     ip.writeUInt16BE(spec.fragment === 'first' ? 0x2000 : spec.fragment === 'later' ? 0x2000 | 185 : 0x4000, 6);
     ip[8] = 64;
     ip[9] = l4 === 'icmp' ? PROTO.icmp : PROTO[l4];
-    ip.writeUInt32BE(0xc6120001, 12); // 198.18.0.1
+    ip.writeUInt32BE(0xc6120000 + (typeof spec.src === 'number' ? spec.src : 1), 12); // 198.18.0.1
     ip.writeUInt32BE(0xc6120002, 16);
     for (let i = 20; i < ip.length; i++) ip[i] = 1; // NOP options
     parts.push(ip, body);
@@ -87,7 +91,8 @@ export function buildFrame(spec: FrameSpec): Buffer {
   ip6[1] = (spec.ecn ?? 0) << 4; // traffic class low nibble: its low 2 bits are ECN
   ip6[7] = 64;
   ip6[8] = 0xfd;
-  ip6[23] = 1;
+  ip6[23] = typeof spec.src === 'number' ? spec.src : 1;
+  if (Buffer.isBuffer(spec.src)) spec.src.copy(ip6, 8);
   ip6[24] = 0xfd;
   ip6[39] = 2;
   const chain: Buffer[] = [];
@@ -132,7 +137,7 @@ function buildL4(spec: FrameSpec, l4: 'tcp' | 'udp' | 'icmp'): Buffer {
     h.writeUInt16BE(spec.sport ?? 40000, 0);
     h.writeUInt16BE(spec.dport ?? 80, 2);
     h[12] = doff << 4;
-    h[13] = 0x10; // ACK
+    h[13] = spec.tcpFlags ?? 0x10; // ACK
     h.writeUInt16BE(65535, 14);
     return h;
   }

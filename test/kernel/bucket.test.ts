@@ -7,6 +7,7 @@
 import { afterAll, beforeAll, expect, it } from 'vitest';
 import { applyDesired } from '../../src/kernel/apply.js';
 import { readBucket, readCounters } from '../../src/kernel/counters.js';
+import { psRule } from '../../src/kernel/layout.js';
 import { describeKernel } from '../helpers/env.js';
 import { desiredFrom, openTestDataPlane, type TestRule } from '../helpers/dataplane.js';
 import { buildFrame, skbContext } from '../helpers/frames.js';
@@ -183,8 +184,7 @@ describeKernel('token bucket over simulated time', () => {
     install({ name: 'shp', port: 4010, direction: 'egress', rateBps: rate, burstNs: 2 * ms, ecnNs: 3 * ms, horizonNs: 6 * ms, mode: 'shape' });
     // The reconciler gave the bucket class minor 1 (the first shaped bucket here); the rule carries its class id.
     const slot = slots.get('shp/egress')!;
-    const rule = t.dp.maps.ps_rules.get(slot)!;
-    const classOf = rule.readUInt32LE(48);
+    const classOf = psRule.decode(t.dp.maps.ps_rules.get(slot)!).classid;
     expect(classOf >>> 16, 'class major is portshaper\'s HTB root 5053:').toBe(0x5053);
     // Egress frames carry the port as their source port (side: local).
     const out = (ecn: number) => buildFrame({ ip: 4, l4: 'udp', sport: 4010, dport: 9, payload: 1000 - 42, ecn });

@@ -5,7 +5,7 @@ import { CapacityError } from '../../src/errors.js';
 import { PS, portIndex } from '../../src/kernel/layout.js';
 import { desiredFrom, type TestRule } from '../helpers/dataplane.js';
 
-const empty = (): KernelSnapshot => ({ rules: new Map(), ports: new Uint32Array(PS.PS_PORT_TABLE_SIZE), portStride: 1, maxSlots: PS.PS_MAX_SLOTS });
+const empty = (): KernelSnapshot => ({ rules: new Map(), ports: new Uint32Array(PS.PS_PORT_TABLE_SIZE), portStride: 1, maxSlots: PS.PS_MAX_SLOTS, clientCfg: new Map() });
 
 /** The snapshot the kernel would hold after a plan is applied. */
 function applied(before: KernelSnapshot, plan: WritePlan): KernelSnapshot {
@@ -14,7 +14,10 @@ function applied(before: KernelSnapshot, plan: WritePlan): KernelSnapshot {
   const ports = before.ports.slice();
   plan.portIndexes.forEach((idx, i) => (ports[idx] = plan.portSlots[i]!));
   for (const slot of plan.release) rules.delete(slot);
-  return { rules, ports, portStride: 1, maxSlots: before.maxSlots };
+  const clientCfg = new Map(before.clientCfg);
+  for (const { slot, cfg } of plan.clientCfg) clientCfg.set(slot, cfg);
+  for (const slot of plan.clientCfgRemove) clientCfg.delete(slot);
+  return { rules, ports, portStride: 1, maxSlots: before.maxSlots, clientCfg };
 }
 
 const web: TestRule = { name: 'web', port: 80, protocol: 'tcp', direction: 'ingress', rateBps: 10_000_000, burstNs: 1e8 };
@@ -170,10 +173,14 @@ describe('reconcileFrom (incremental, against the mirror of the previous plan)',
         burstNs: 1e8,
         mode: pick(['police', 'monitor', 'shape'] as const),
         perPort: range && next() < 0.5,
+        ...(next() < 0.3 ? { pktCostNs: pick([1e6, 2e6]), pktBurstNs: 1e8 } : {}),
+        ...(next() < 0.3 ? { client: { ...CLIENT, rateBps: pick([1e6, 2e6]) } } : {}),
       });
     }
     return rules;
   }
+
+  const CLIENT = { rateBps: 1e6, burstNs: 1e8, ecnNs: 0, pktCostNs: 0, pktBurstNs: 0, synCostNs: 0, synBurstNs: 0, ipv6Prefix: 64 };
 
   it('computes the same plan as reconcile() against a snapshot, over 150 random changes', () => {
     const next = random(1);
@@ -192,6 +199,8 @@ describe('reconcileFrom (incremental, against the mirror of the previous plan)',
         expect(plan.release, `step ${step}: released slots`).toEqual(full.release);
         expect([...plan.portIndexes], `step ${step}: port indexes`).toEqual([...full.portIndexes]);
         expect([...plan.portSlots], `step ${step}: port slots`).toEqual([...full.portSlots]);
+        expect(plan.clientCfg, `step ${step}: per-client limits`).toEqual(full.clientCfg);
+        expect(plan.clientCfgRemove, `step ${step}: per-client limits removed`).toEqual(full.clientCfgRemove);
         mirror = after;
       }
       kernel = applied(kernel, full);

@@ -2,7 +2,7 @@
 import type { FastifyPluginAsync, preValidationHookHandler } from 'fastify';
 import type { ShaperService } from '../service.js';
 import { errorBody } from '../replies.js';
-import { ErrorView, RuleBody, RuleList, RuleNameParams, RulePatch, RuleView } from '../schemas.js';
+import { ClientsQuery, ClientsView, ErrorView, RuleBody, RuleList, RuleNameParams, RulePatch, RuleView } from '../schemas.js';
 
 const WRITE_ERRORS = { 400: ErrorView, 401: ErrorView, 409: ErrorView, 413: ErrorView, 415: ErrorView, 500: ErrorView };
 
@@ -21,6 +21,19 @@ export const ruleRoutes: FastifyPluginAsync<{ service: ShaperService }> = async 
   app.get<{ Params: RuleNameParams }>('/rules/:name', {
     schema: { summary: 'One rule.', tags: ['rules'], params: RuleNameParams, response: { 200: RuleView, 404: ErrorView } },
   }, async (request) => service.getRule(request.params.name));
+
+  app.get<{ Params: RuleNameParams; Querystring: ClientsQuery }>('/rules/:name/clients', {
+    schema: {
+      summary: 'The clients of a rule with per-client limits: how many, how many were evicted, the top ones by bytes or drops.',
+      description:
+        'Read from the per-client table while the data plane runs (cost grows with the table, clientTable entries). ' +
+        'A rule without a client: section has none.',
+      tags: ['rules'],
+      params: RuleNameParams,
+      querystring: ClientsQuery,
+      response: { 200: ClientsView, 404: ErrorView },
+    },
+  }, async (request) => service.clients(request.params.name, { top: request.query.top ?? 20, by: request.query.by ?? 'bytes' }));
 
   app.put<{ Params: RuleNameParams; Body: RuleBody }>('/rules/:name', {
     preValidation: jsonOnly,

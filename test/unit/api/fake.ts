@@ -4,7 +4,7 @@ import type { ApplyView, PolicyView, ReadyView, RuleBody, RulePatch, RuleView, S
 import { PolicyChangeError, RuleNotFoundError } from '../../../src/errors.js';
 import { formatRate, parseRate } from '../../../src/policy/index.js';
 
-const counters = { passedPackets: 10, passedBytes: 15_000, droppedPackets: 2, droppedBytes: 3000, overLimitPackets: 0, overLimitBytes: 0, markedPackets: 0, markedBytes: 0 };
+const counters = { passedPackets: 10, passedBytes: 15_000, droppedPackets: 2, droppedBytes: 3000, overLimitPackets: 0, overLimitBytes: 0, markedPackets: 0, markedBytes: 0, synDrops: 0, newClients: 0 };
 const observed = { bitsPerSecond: 8000, packetsPerSecond: 1, droppedBitsPerSecond: 0, droppedPacketsPerSecond: 0, windowSeconds: 5 };
 
 /** A rule view as the fake builds it. */
@@ -26,6 +26,10 @@ export class FakeService implements ShaperService {
   policyText = 'interfaces:\n  - name: eth0 # uplink\nrules: []\n';
   replaced: string[] = [];
 
+  clients(name: string, query: { top: number; by: 'bytes' | 'drops' }) {
+    this.getRule(name);
+    return { rule: name, clients: 1, added: 3, evicted: 2, by: query.by, top: [{ address: '198.18.0.9', direction: 'ingress' as const, passedPackets: 5, passedBytes: 7000, droppedPackets: 1, droppedBytes: 1400, idleSeconds: 0.5 }].slice(0, query.top) };
+  }
   listRules(): RuleView[] {
     return [...this.rules.values()];
   }

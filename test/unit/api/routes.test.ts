@@ -127,6 +127,16 @@ describe('REST API routes', () => {
     expect((await app.inject({ method: 'GET', url: '/v1/ports/81' })).json().rules).toEqual([]);
   });
 
+  it('GET /v1/rules/{name}/clients: top clients with defaults, bounded query, 404 for an unknown rule', async () => {
+    const r = await app.inject({ method: 'GET', url: '/v1/rules/web/clients' });
+    expect(r.statusCode).toBe(200);
+    expect(r.json()).toMatchObject({ rule: 'web', clients: 1, evicted: 2, by: 'bytes', top: [{ address: '198.18.0.9' }] });
+    expect((await app.inject({ method: 'GET', url: '/v1/rules/web/clients?by=drops&top=5' })).json().by).toBe('drops');
+    expect((await app.inject({ method: 'GET', url: '/v1/rules/web/clients?top=0' })).statusCode).toBe(400);
+    expect((await app.inject({ method: 'GET', url: '/v1/rules/web/clients?by=name' })).statusCode).toBe(400);
+    expect((await app.inject({ method: 'GET', url: '/v1/rules/nope/clients' })).statusCode).toBe(404);
+  });
+
   it('GET /v1/stats, /readyz 503 when not attached', async () => {
     expect((await app.inject({ method: 'GET', url: '/v1/stats' })).json().interfaces[0]).toMatchObject({ interface: 'eth0', unmatched: { packets: 1 } });
     service.ready_ = { ready: false, reason: 'not attached on eth0', interfaces: [{ name: 'eth0', ifindex: 0, ingress: false, egress: false, registered: false }] };
@@ -159,7 +169,7 @@ describe('REST API routes', () => {
   it('GET /openapi.json documents every route with its schemas', async () => {
     const doc = (await app.inject({ method: 'GET', url: '/openapi.json' })).json();
     expect(doc.openapi).toBe('3.1.0');
-    expect(Object.keys(doc.paths).sort()).toEqual(['/healthz', '/metrics', '/openapi.json', '/readyz', '/v1/policy', '/v1/ports/{port}', '/v1/rules', '/v1/rules/{name}', '/v1/stats']);
+    expect(Object.keys(doc.paths).sort()).toEqual(['/healthz', '/metrics', '/openapi.json', '/readyz', '/v1/policy', '/v1/ports/{port}', '/v1/rules', '/v1/rules/{name}', '/v1/rules/{name}/clients', '/v1/stats']);
     const put = doc.paths['/v1/rules/{name}'].put;
     expect(put.parameters[0]).toMatchObject({ name: 'name', in: 'path', required: true });
     expect(put.requestBody.content['application/json'].schema.required).toEqual(['port']);

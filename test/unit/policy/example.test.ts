@@ -16,9 +16,11 @@ describe('examples/policy.yaml', () => {
     expect(policy.interfaces.map((i) => i.name)).toEqual(['lo']);
     expect(policy.rules.map((r) => [r.name, r.from, r.to, r.protocol, r.direction, r.rateBps, r.mode])).toEqual([
       ['iperf3', 5201, 5201, 'tcp', 'ingress', 100e6, 'shape'],
+      ['api', 8443, 8443, 'tcp', 'ingress', 200e6, 'shape'],
       ['udp-30000-30999', 30000, 30999, 'udp', 'both', 50e6, 'monitor'],
     ]);
     expect(planPolicy(policy).buckets.map((b) => b.key)).toEqual([
+      'api/ingress',
       'iperf3/ingress',
       'udp-30000-30999/ingress',
       'udp-30000-30999/egress',

@@ -2,6 +2,9 @@ import { describe, expect, it } from 'vitest';
 import { planPolicy } from '../../../src/policy/index.js';
 import { lines, validate, withRules } from './helpers.js';
 
+/** A bucket with no packet or connection limit. */
+const NO_EVENTS = { pktCostNs: 0, pktBurstNs: 0, synCostNs: 0, synBurstNs: 0 };
+
 /** The plan of a policy that must be valid. */
 function plan(text: string) {
   const { policy, diagnostics } = validate(text);
@@ -15,7 +18,7 @@ describe('planPolicy: buckets and port ranges', () => {
     const state = plan(withRules('  - { name: web, port: "8000-8099", protocol: tcp, direction: ingress, rate: 10mbit, burst: 64kb }'));
     expect(state.buckets).toEqual([
       // Ingress has no queue: the default mode (shape) polices there, with an ECN band as deep as the burst.
-      { key: 'web/ingress', rule: 'web', direction: 'ingress', rateBps: 10e6, burstNs: 52_428_800, mode: 'police', ecnNs: 52_428_800, horizonNs: 0 },
+      { key: 'web/ingress', rule: 'web', direction: 'ingress', rateBps: 10e6, burstNs: 52_428_800, mode: 'police', ecnNs: 52_428_800, horizonNs: 0, ...NO_EVENTS },
     ]);
     expect(state.ports).toEqual([
       { profile: 0, direction: 'ingress', protocol: 'tcp', side: 'local', from: 8000, to: 8099, bucket: 'web/ingress', perPort: false },
@@ -94,7 +97,7 @@ describe('planPolicy: buckets and port ranges', () => {
   it('plans an unlimited rule as a counting bucket (rate 0, burst 0)', () => {
     const state = plan(withRules('  - { port: 80, protocol: tcp, direction: ingress, rate: unlimited }'));
     expect(state.buckets).toEqual([
-      { key: 'tcp-80/ingress', rule: 'tcp-80', direction: 'ingress', rateBps: 0, burstNs: 0, mode: 'police', ecnNs: 0, horizonNs: 0 },
+      { key: 'tcp-80/ingress', rule: 'tcp-80', direction: 'ingress', rateBps: 0, burstNs: 0, mode: 'police', ecnNs: 0, horizonNs: 0, ...NO_EVENTS },
     ]);
   });
 
@@ -106,6 +109,36 @@ describe('planPolicy: buckets and port ranges', () => {
         { name: 'eth0', profile: 0, ingress: true, egress: false, remote: { ingress: false, egress: false }, shaped: [], replaceQdisc: false },
       ],
     });
+  });
+});
+
+describe('planPolicy: packet, connection and per-client limits', () => {
+  it('plans pps on every direction, connections on ingress only, and per-client limits with a /64 default', () => {
+    const state = plan(
+      withRules(
+        '  - { name: api, port: 443, protocol: tcp, rate: 100mbit, mode: police, pps: 10kpps, connections: 50/s,',
+        '      client: { rate: 1mbit, pps: 100pps, connections: 2/s } }',
+      ),
+    );
+    const [ingress, egress] = state.buckets;
+    expect(ingress).toMatchObject({ key: 'api/ingress', pktCostNs: 100_000, pktBurstNs: 300_000_000, synCostNs: 20_000_000, synBurstNs: 300_000_000 });
+    expect(egress).toMatchObject({ key: 'api/egress', pktCostNs: 100_000, synCostNs: 0, synBurstNs: 0 });
+    expect(ingress?.client).toEqual({
+      rateBps: 1e6,
+      burstNs: 300_000_000,
+      ecnNs: 300_000_000,
+      pktCostNs: 10_000_000,
+      pktBurstNs: 300_000_000,
+      synCostNs: 500_000_000,
+      synBurstNs: 1_000_000_000,
+      ipv6Prefix: 64,
+    });
+    expect(egress?.client?.synCostNs, 'no SYN limit on egress').toBe(0);
+  });
+
+  it('gives a packet limit with an unlimited bit rate a 300 ms burst, at least two packets', () => {
+    const [b] = plan(withRules('  - { port: 53, protocol: udp, direction: ingress, rate: unlimited, pps: 1pps }')).buckets;
+    expect(b).toMatchObject({ rateBps: 0, pktCostNs: 1e9, pktBurstNs: 2e9 });
   });
 });
 

@@ -227,6 +227,45 @@ describe('validatePolicy: shaping', () => {
   });
 });
 
+describe('validatePolicy: packet, connection and per-client limits', () => {
+  it('reads pps and connections in their units, and refuses bit rates, missing units and the wrong protocol or direction', () => {
+    expect(
+      problems(
+        withRules(
+          '  - { port: 80, rate: 1mbit, pps: 10mbit }',
+          '  - { port: 81, rate: 1mbit, pps: 100 }',
+          '  - { port: 82, protocol: udp, rate: 1mbit, connections: 10/s }',
+          '  - { port: 83, protocol: tcp, direction: egress, rate: 1mbit, connections: 10/min }',
+          '  - { port: 84, protocol: tcp, rate: 1mbit, connections: 10/hour }',
+          '  - { port: 85, protocol: tcp, rate: 1mbit, pps: 1kpps, connections: 600/min }',
+        ),
+      ),
+    ).toEqual([
+      '4:35 rules[0].pps: "10mbit" is a bit rate; a packet rate counts packets: write it in pps, kpps or mpps, e.g. 10kpps (rate: takes bit rates)',
+      '5:35 rules[1].pps: packet rate "100" has no unit: add a unit, e.g. 10kpps',
+      '6:58 rules[2].connections: a connection limit counts TCP SYNs, and this rule is protocol: udp; use pps for UDP',
+      '7:77 rules[3].connections: new connections are limited where their SYN arrives (ingress); set direction: ingress or both',
+      '8:58 rules[4].connections: unknown connection rate unit "/hour": use /s or /min, e.g. 100/s',
+    ]);
+  });
+
+  it('needs a limit in client:, and checks its keys', () => {
+    expect(
+      problems(
+        withRules(
+          '  - { port: 80, rate: 1mbit, client: { ipv6Prefix: 48 } }',
+          '  - { port: 81, rate: 1mbit, client: { rate: 1mbit, ipv6Prefix: 129 } }',
+          '  - { port: 82, rate: 1mbit, client: { rat: 1mbit } }',
+        ),
+      ),
+    ).toEqual([
+      '4:38 rules[0].client: give each client a rate, pps or connections limit, e.g. rate: 10mbit',
+      '5:65 rules[1].client.ipv6Prefix: 129 is out of range 1..128',
+      '6:40 rules[2].client.rat: unknown key; did you mean "rate"?',
+    ]);
+  });
+});
+
 describe('validatePolicy: capacity', () => {
   it('rejects more buckets than the data plane holds', () => {
     expect(

@@ -95,7 +95,7 @@ describe('validatePolicy: keys', () => {
       '11:5 api.tls.chain: unknown key; valid keys are cert, key',
       '13:3 defaults.rat: unknown key; did you mean "rate"?',
       '17:5 rules[0].direcion: unknown key; did you mean "direction"?',
-      '18:5 rules[0].color: unknown key; valid keys are name, port, protocol, direction, side, rate, burst, mode, ecn, horizon, interfaces, buckets',
+      '18:5 rules[0].color: unknown key; valid keys are name, port, protocol, direction, side, rate, burst, mode, ecn, horizon, pps, connections, client, interfaces, buckets',
     ]);
   });
 
