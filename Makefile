@@ -43,6 +43,7 @@ run: setup build
 # Report: bench/results/latest.md (+ JSON and SVG charts).
 bench: setup build
 	npx vite-node bench/main.ts -- $(if $(QUICK),--quick)
+	npx vite-node bench/clients.ts -- $(if $(QUICK),--quick)
 
 # Live demo (root, < 1 min): agent on a veth pair, traffic on a limited and
 # an unlimited port, the limit lowered through the API halfway.

@@ -28,6 +28,7 @@ const volatile struct {
 	enum ps_iface_flags iface_flags;
 	enum ps_global_kind global_kind;
 	enum ps_port_index port_index;
+	enum ps_unmatched_index unmatched_index;
 } ps_btf_anchor __attribute__((used));
 
 /* ps_ports and ps_rules are mmapable: the controller reads and diffs the
@@ -101,6 +102,13 @@ struct {
 	__type(value, struct ps_meta);
 } ps_meta SEC(".maps");
 
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__uint(max_entries, PS_UNMATCHED_SIZE);
+	__type(key, __u32);
+	__type(value, struct ps_port_traffic);
+} ps_unmatched SEC(".maps");
+
 /*
  * Test clock. The kernel tests set ps_test_clock before load and then drive
  * time through ps_test_now (each in a section of its own, so the controller
@@ -137,6 +145,22 @@ static __always_inline void ps_count_global(__u32 row, __u32 dir, int kind, __u6
 		kind = PS_G_UNPARSED;
 	g->pkts[kind]++;
 	g->bytes[kind] += bytes;
+}
+
+/* Per-port accounting of unmatched traffic (by the local port), for
+ * "portshaper top": what would be worth limiting. Only reached when the
+ * interface's PS_IFACE_COUNT_UNMATCHED bit is set. */
+static __always_inline void ps_count_unmatched(struct __sk_buff *skb, const struct ps_pkt *pkt,
+					       __u32 dir)
+{
+	__u32 key = ps_unmatched_index(dir, pkt->proto,
+				       dir == PS_DIR_INGRESS ? pkt->dport : pkt->sport);
+	struct ps_port_traffic *t = bpf_map_lookup_elem(&ps_unmatched, &key);
+
+	if (!t)
+		return;
+	t->pkts++;
+	t->bytes += ps_wire_bytes(skb, pkt->hdr_len);
 }
 
 /* Slot of the rule for (profile, dir, proto, side, port); 0 = none. */
@@ -330,6 +354,8 @@ static __always_inline int ps_classify(struct __sk_buff *skb, const __u32 dir)
 	cnt = slot ? bpf_map_lookup_elem(&ps_counters, &slot) : NULL;
 	if (!rule || !bucket || !cnt || !(rule->flags & PS_RULE_IN_USE)) {
 		ps_count_global(row, dir, PS_G_UNMATCHED, skb->len);
+		if (ifc->flags & PS_IFACE_COUNT_UNMATCHED)
+			ps_count_unmatched(skb, &pkt, dir);
 		return PS_PASS;
 	}
 

@@ -60,9 +60,15 @@ enum ps_rule_flags {
 	PS_RULE_CLIENTS = 2,
 };
 
-/* Bits of ps_iface.flags: the interface's profile has side: remote rules in
- * that direction. Without them the second port lookup is skipped. */
-enum ps_iface_flags { PS_IFACE_REMOTE_INGRESS = 1, PS_IFACE_REMOTE_EGRESS = 2 };
+/* Bits of ps_iface.flags. REMOTE_*: the interface's profile has side: remote
+ * rules in that direction; without them the second port lookup is skipped.
+ * COUNT_UNMATCHED: count traffic no rule matched per local port in
+ * ps_unmatched (off by default: it costs a per-CPU write per packet). */
+enum ps_iface_flags {
+	PS_IFACE_REMOTE_INGRESS = 1,
+	PS_IFACE_REMOTE_EGRESS = 2,
+	PS_IFACE_COUNT_UNMATCHED = 4,
+};
 
 /* Columns of struct ps_global. */
 enum ps_global_kind {
@@ -191,6 +197,25 @@ struct ps_iface {
 struct ps_global {
 	__u64 pkts[PS_G_KINDS];
 	__u64 bytes[PS_G_KINDS];
+};
+
+/*
+ * ps_unmatched: PERCPU_ARRAY of struct ps_port_traffic indexed by
+ *   ((dir * 2 + proto) << 16) | local port
+ * (ingress: destination port, egress: source port), host-wide: every
+ * interface with PS_IFACE_COUNT_UNMATCHED adds to the same rows.
+ */
+enum ps_unmatched_index { PS_UNMATCHED_SIZE = 2 * 2 * PS_PORTS };
+
+static __always_inline __u32 ps_unmatched_index(__u32 dir, __u32 proto, __u32 port)
+{
+	return ((dir * 2 + proto) << 16) | (port & 0xffff);
+}
+
+/* ps_unmatched value, per CPU. Bytes are wire bytes, as in ps_counters. */
+struct ps_port_traffic {
+	__u64 pkts;
+	__u64 bytes;
 };
 
 /* ps_meta[0]: written once by the controller that creates the pins. */

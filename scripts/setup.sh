@@ -6,7 +6,7 @@ cd "$(dirname "$0")/.."
 
 # Build: clang/llvm + libbpf headers. Runtime: libbpf1, iproute2.
 # Tests and benchmarks: bpftool, iperf3, nftables, ethtool, iputils-ping, prometheus (promtool).
-PACKAGES=(make clang llvm libbpf-dev libbpf1 bpftool iproute2 iperf3 nftables ethtool iputils-ping util-linux prometheus)
+PACKAGES=(make clang llvm libbpf-dev libbpf1 bpftool iproute2 iperf3 nftables ethtool iputils-ping util-linux prometheus tmux)
 # CI also checks the packaging (.ci/run): vagrant validate (vagrant-libvirt lets
 # it check the libvirt provider's settings; no box or libvirtd needed) and
 # systemd-analyze verify (package systemd, absent from some containers).

@@ -18,6 +18,7 @@ import { statsRoutes } from './routes/stats.js';
 import { BODY_LIMIT, errorBody } from './replies.js';
 import type { FieldError, Listener } from './schemas.js';
 import { listenersOn } from './sockets.js';
+import { readListeningSockets, readOwnedSockets, type ListeningSocket, type OwnedSocket } from './socket-table.js';
 
 /** What the API is built from. */
 export interface AppDeps {
@@ -31,6 +32,8 @@ export interface AppDeps {
   https?: { cert: Buffer; key: Buffer };
   /** Listening sockets of a port (default: read /proc/net). */
   listeners?: (port: number) => Listener[];
+  /** Every listening socket, without and with its process (default: read /proc). */
+  sockets?: { listening: () => ListeningSocket[]; owned: () => OwnedSocket[] };
 }
 
 declare module 'fastify' {
@@ -85,8 +88,9 @@ export async function buildApp(deps: AppDeps): Promise<FastifyInstance> {
 
   await app.register(healthRoutes, { service: deps.service });
   await app.register(ruleRoutes, { service: deps.service, prefix: '/v1' });
-  await app.register(portRoutes, { service: deps.service, listeners: deps.listeners ?? listenersOn, prefix: '/v1' });
-  await app.register(statsRoutes, { service: deps.service });
+  const sockets = deps.sockets ?? { listening: () => readListeningSockets(), owned: () => readOwnedSockets() };
+  await app.register(portRoutes, { service: deps.service, listeners: deps.listeners ?? listenersOn, sockets: sockets.owned, prefix: '/v1' });
+  await app.register(statsRoutes, { service: deps.service, sockets: sockets.listening });
   await app.register(policyRoutes, { service: deps.service, prefix: '/v1' });
   app.get(
     '/openapi.json',

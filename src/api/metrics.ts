@@ -7,6 +7,7 @@
  * ("use base unit bytes instead of bits"); the JSON API keeps bits/s.
  */
 import type { RuleView, StatsView } from './schemas.js';
+import type { ListeningSocket } from './socket-table.js';
 
 /** Content type of the text exposition format. */
 export const METRICS_CONTENT_TYPE = 'text/plain; version=0.0.4; charset=utf-8';
@@ -27,7 +28,7 @@ class Exposition {
 }
 
 /** The /metrics body. */
-export function renderMetrics(rules: RuleView[], stats: StatsView, build: { version: string; layout: number }): string {
+export function renderMetrics(rules: RuleView[], stats: StatsView, build: { version: string; layout: number }, sockets: ListeningSocket[] = []): string {
   const out = new Exposition();
   out.family('portshaper_build_info', 'gauge', 'Build of the running agent (always 1).', [[{ version: build.version, layout: build.layout }, 1]]);
   out.family('portshaper_rules', 'gauge', 'Rules in the policy in force.', [[{}, rules.length]]);
@@ -85,7 +86,18 @@ export function renderMetrics(rules: RuleView[], stats: StatsView, build: { vers
   }
   out.family('portshaper_interface_packets_total', 'counter', 'Packets no rule accounts for on an interface, by kind (non_ip, unparsed, fragment, unmatched); matched traffic is counted per rule.', globalPackets);
   out.family('portshaper_interface_bytes_total', 'counter', 'Bytes seen on an interface, by kind.', globalBytes);
+  out.family('portshaper_listening_sockets', 'gauge', 'Listening TCP / bound unconnected UDP sockets on a port of this host (IPv4 and IPv6 together); the series disappears with the last one.', listenerCounts(sockets));
   return out.text();
+}
+
+/** Sockets per (port, protocol): one series per listening port, so bounded by the host's few listeners. */
+function listenerCounts(sockets: ListeningSocket[]): [Labels, number][] {
+  const counts = new Map<string, number>();
+  for (const s of sockets) counts.set(`${s.port}/${s.protocol}`, (counts.get(`${s.port}/${s.protocol}`) ?? 0) + 1);
+  return [...counts.entries()]
+    .map(([key, n]) => [key.split('/'), n] as const)
+    .sort(([a], [b]) => Number(a[0]) - Number(b[0]) || a[1]!.localeCompare(b[1]!))
+    .map(([[port, protocol], n]) => [{ port: port!, protocol: protocol! }, n]);
 }
 
 function formatLabels(labels: Labels): string {

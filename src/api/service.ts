@@ -25,6 +25,9 @@ import type {
 import { formatDiagnostic, RuleNotFoundError } from '../errors.js';
 import { hashText, type Agent } from '../controller/agent.js';
 import { clientsSummary } from '../controller/clients.js';
+import { UnmatchedSampler } from './ports.js';
+import { readUnmatched } from '../kernel/unmatched.js';
+import type { UnmatchedTraffic } from './ports-schemas.js';
 import { RateSampler } from '../controller/sampler.js';
 import { PolicyWriter } from '../controller/writes.js';
 import { addCounters, readCounters, readGlobal, readSlotCounters } from '../kernel/counters.js';
@@ -46,6 +49,8 @@ export interface ShaperService {
   patchRule(name: string, patch: RulePatch, requestId: string): Promise<RuleView>;
   deleteRule(name: string, requestId: string): Promise<void>;
   stats(): StatsView;
+  /** Traffic no rule matched, per port, and whether any interface counts it (interfaces[].countUnmatched). */
+  unmatchedTraffic(): { counting: boolean; windowSeconds: number; traffic: UnmatchedTraffic[] };
   ready(): ReadyView;
   /** The policy file: its text and whether it is the policy in force. */
   policy(): PolicyView & { text: string };
@@ -64,6 +69,7 @@ export class AgentService implements ShaperService {
   readonly settings: ApiSettings;
   private readonly sampler: RateSampler;
   private readonly writer: PolicyWriter;
+  private readonly unmatched: UnmatchedSampler;
 
   constructor(
     private readonly agent: Agent,
@@ -72,11 +78,12 @@ export class AgentService implements ShaperService {
     this.settings = agent.state.policy.api;
     this.sampler = new RateSampler(agent, log);
     this.writer = new PolicyWriter(agent, log);
+    this.unmatched = new UnmatchedSampler(() => readUnmatched(agent.dataPlane), () => agent.state.policy.interfaces.some((i) => i.countUnmatched));
   }
 
-  /** Sample counters every intervalMs for the observed rates. */
+  /** Sample counters every intervalMs for the observed rates (and the traffic no rule matched). */
   startSampling(intervalMs = 1000): void {
-    this.sampler.start(intervalMs);
+    this.sampler.start(intervalMs, () => this.unmatched.sample());
   }
 
   stopSampling(): void {
@@ -148,6 +155,10 @@ export class AgentService implements ShaperService {
       }),
     );
     return { interfaces };
+  }
+
+  unmatchedTraffic(): { counting: boolean; windowSeconds: number; traffic: UnmatchedTraffic[] } {
+    return { counting: this.unmatched.counting(), windowSeconds: this.unmatched.windowSeconds(), traffic: this.unmatched.traffic() };
   }
 
   ready(): ReadyView {

@@ -7,8 +7,11 @@
  */
 import { PortshaperError, PolicyError } from '../errors.js';
 import { runAgent } from './agent.js';
+import { runClients } from './clients.js';
 import { ApiUnreachable } from './client.js';
 import { runDetach } from './detach.js';
+import { runPorts } from './ports.js';
+import { runTop } from './top.js';
 import { runRm } from './rm.js';
 import { runSet } from './set.js';
 import { runStatus } from './status.js';
@@ -28,6 +31,9 @@ Commands:
   status                  rules of the running agent: rates configured and measured, drops
   set NAME --rate R       change (or, with --port, create) a rule through the agent's API
   rm NAME                 remove a rule through the agent's API
+  clients NAME            the busiest clients of a rule with per-client limits
+  ports                   listening ports: process, address, rules, rates, drops, flags
+  top                     live view of the busiest ports (limited or not)
 
 Run "portshaper <command> --help" for a command's options.
 
@@ -46,6 +52,9 @@ const COMMANDS: Record<string, (argv: string[]) => Promise<number>> = {
   status: runStatus,
   set: runSet,
   rm: runRm,
+  clients: runClients,
+  ports: runPorts,
+  top: runTop,
 };
 
 /** Map an error to the documented exit code and print it for a human. */

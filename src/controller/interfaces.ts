@@ -24,6 +24,8 @@ export interface InterfaceState {
   /** HTB classes its egress needs (empty: nothing shaped, no root of ours). */
   classes: HtbClassSpec[];
   replaceQdisc: boolean;
+  /** Count unmatched traffic per port. */
+  countUnmatched: boolean;
   /** Program ids we attached (0 where the hook is not used). */
   progIds: { ingress: number; egress: number };
   /** Last error attaching, if any. */
@@ -65,12 +67,13 @@ export class InterfaceSync {
     const next = new Map<string, InterfaceState>();
     for (const w of wanted) {
       const prev = this.states.get(w.name);
-      const shaping = { classes: classes.get(w.name) ?? [], replaceQdisc: w.replaceQdisc };
+      const shaping = { classes: classes.get(w.name) ?? [], replaceQdisc: w.replaceQdisc, countUnmatched: w.countUnmatched };
       const state: InterfaceState = prev && sameHooks(prev, w)
         ? { ...prev, profile: w.profile, remote: w.remote, ...shaping }
         : { name: w.name, ifindex: 0, profile: w.profile, ingress: w.ingress, egress: w.egress, remote: w.remote, ...shaping, progIds: { ingress: 0, egress: 0 } };
       next.set(w.name, state);
-      const changed = !prev || prev.profile !== w.profile || !sameHooks(prev, w) || !sameHooks(prev.remote, w.remote);
+      const changed =
+        !prev || prev.profile !== w.profile || !sameHooks(prev, w) || !sameHooks(prev.remote, w.remote) || prev.countUnmatched !== w.countUnmatched;
       this.ensure(state, force || changed);
       if (state.ifindex > 0 && !state.error) this.prune(state);
     }
@@ -108,7 +111,7 @@ export class InterfaceSync {
       // came back has lost its qdiscs with it); then register: the program
       // passes traffic of unregistered interfaces.
       addClasses(ifindex, state.name, state.classes, state.replaceQdisc);
-      this.dp.setInterface(ifindex, state.profile, state.remote);
+      this.dp.setInterface(ifindex, state.profile, state.remote, state.countUnmatched);
       this.dp.attach(ifindex, state.name, { ingress: state.ingress, egress: state.egress });
       state.ifindex = ifindex;
       state.progIds = this.dp.attached(ifindex, state.name);

@@ -34,6 +34,7 @@ export interface ObservedRate {
 export class RateSampler {
   private samples: Sample[] = [];
   private timer: NodeJS.Timeout | undefined;
+  private also: (() => void) | undefined;
   /** Batch-read buffers and the slot list [0, n), kept across samples. */
   private buffers: { keys: Buffer; values: Buffer; every: Uint32Array } | undefined;
 
@@ -42,8 +43,9 @@ export class RateSampler {
     private readonly log: Logger,
   ) {}
 
-  /** Sample now, then every intervalMs. */
-  start(intervalMs = 1000): void {
+  /** Sample now, then every intervalMs; `also` runs after each sample (other samplers on the same clock). */
+  start(intervalMs = 1000, also?: () => void): void {
+    this.also = also;
     this.sample();
     this.timer = setInterval(() => this.sample(), intervalMs);
     this.timer.unref();
@@ -94,6 +96,7 @@ export class RateSampler {
       const sums = reused && reused.length === count * FIELDS ? reused : new Float64Array(count * FIELDS);
       sumCounterFields(values, stride, dp.cpus, this.buffers.every.subarray(0, count), SAMPLED, sums);
       this.samples.push({ ms: performance.now(), values: sums });
+      this.also?.();
     } catch (err) {
       // The data plane is closed while the agent stops; the next start samples again.
       this.log.debug({ err: String(err) }, 'counter sample skipped');

@@ -181,9 +181,10 @@ export class DataPlane {
    * Register an interface with a rule profile. Keeps its counter row if it
    * has one, otherwise takes the lowest free row (row 0 is "unregistered").
    * remote: the profile has side: remote rules in that direction (the
-   * program skips the remote-port lookup otherwise).
+   * program skips the remote-port lookup otherwise). countUnmatched: count
+   * traffic no rule matched per port in ps_unmatched.
    */
-  setInterface(ifindex: number, profile: number, remote = { ingress: true, egress: true }): PsIface {
+  setInterface(ifindex: number, profile: number, remote = { ingress: true, egress: true }, countUnmatched = false): PsIface {
     const current = this.interfaces();
     const existing = current.get(ifindex);
     let row = existing?.stats_row;
@@ -197,7 +198,10 @@ export class DataPlane {
         });
       }
     }
-    const flags = (remote.ingress ? PS.PS_IFACE_REMOTE_INGRESS : 0) | (remote.egress ? PS.PS_IFACE_REMOTE_EGRESS : 0);
+    const flags =
+      (remote.ingress ? PS.PS_IFACE_REMOTE_INGRESS : 0) |
+      (remote.egress ? PS.PS_IFACE_REMOTE_EGRESS : 0) |
+      (countUnmatched ? PS.PS_IFACE_COUNT_UNMATCHED : 0);
     const value = { profile, stats_row: row, flags, pad: 0 };
     if (existing && existing.profile === profile && existing.flags === flags) return existing;
     this.maps.ps_ifaces.set(ifindex, psIface.encode(value));

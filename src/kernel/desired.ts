@@ -77,6 +77,8 @@ export interface DesiredInterface {
   shaped: string[];
   /** Replace a root qdisc another tool configured (else shaping there is refused). */
   replaceQdisc: boolean;
+  /** Count traffic no rule matched per port (ps_unmatched). */
+  countUnmatched: boolean;
 }
 
 /** Everything the data plane should enforce. */

@@ -29,6 +29,7 @@ export const PS = {
   PS_RULE_CLIENTS: 2,
   PS_IFACE_REMOTE_INGRESS: 1,
   PS_IFACE_REMOTE_EGRESS: 2,
+  PS_IFACE_COUNT_UNMATCHED: 4,
   PS_G_NON_IP: 0,
   PS_G_UNPARSED: 1,
   PS_G_FRAGMENT: 2,
@@ -36,6 +37,7 @@ export const PS = {
   PS_G_KINDS: 4,
   PS_PARSED: 4,
   PS_PORT_TABLE_SIZE: 2097152,
+  PS_UNMATCHED_SIZE: 262144,
 } as const;
 
 /** Names of the ps_global columns, in enum ps_global_kind order. */
@@ -45,6 +47,11 @@ export type GlobalKind = (typeof GLOBAL_KINDS)[number];
 /** Index into ps_ports for one (profile, direction, protocol, side, port): ps_port_index() of portshaper.h. */
 export function portIndex(profile: number, dir: number, proto: number, side: number, port: number): number {
   return ((((profile * 2 + dir) * 2 + proto) * 2 + side) << 16) | port;
+}
+
+/** Index into ps_unmatched for one (direction, protocol, local port): ps_unmatched_index() of portshaper.h. */
+export function unmatchedIndex(dir: number, proto: number, port: number): number {
+  return ((dir * 2 + proto) << 16) | port;
 }
 
 type Scalar = 'u32' | 'u64';
@@ -195,6 +202,12 @@ export const psMeta = struct('ps_meta', [
 ]);
 export type PsMeta = ReturnType<typeof psMeta.decode>;
 
+export const psPortTraffic = struct('ps_port_traffic', [
+  ['pkts', 'u64'],
+  ['bytes', 'u64'],
+]);
+export type PsPortTraffic = ReturnType<typeof psPortTraffic.decode>;
+
 export const psClientCfg = struct('ps_client_cfg', [
   ['rate_bps', 'u64'],
   ['burst_ns', 'u64'],
@@ -228,7 +241,7 @@ export const psClient = struct('ps_client', [
 export type PsClient = ReturnType<typeof psClient.decode>;
 
 /** Every shared struct, for the layout test. */
-export const SHARED_STRUCTS = [psRule, psBucket, psCounters, psIface, psGlobal, psMeta, psClientCfg, psClientKey, psClient] as const;
+export const SHARED_STRUCTS = [psRule, psBucket, psCounters, psIface, psGlobal, psMeta, psClientCfg, psClientKey, psClient, psPortTraffic] as const;
 
 /** Zeroed counters. */
 export function zeroCounters(): PsCounters {

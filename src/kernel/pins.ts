@@ -7,7 +7,7 @@ import { existsSync, mkdirSync, readdirSync, rmdirSync, statfsSync, unlinkSync }
 import { dirname, join } from 'node:path';
 import { PinLayoutError, PortshaperError } from '../errors.js';
 import { closeFd, lookupElem, mapInfo, mountBpffs, objGet } from './libbpf.js';
-import { PS, psBucket, psClient, psClientCfg, psClientKey, psCounters, psGlobal, psIface, psMeta, psRule, type PsMeta } from './layout.js';
+import { PS, psBucket, psClient, psClientCfg, psClientKey, psCounters, psGlobal, psIface, psMeta, psPortTraffic, psRule, type PsMeta } from './layout.js';
 import { u32 } from './maps.js';
 
 /** Where pins live unless configured otherwise. */
@@ -29,6 +29,7 @@ export const MAP_SPECS = {
   ps_ifaces: { keySize: 4, valueSize: psIface.size, perCpu: false, maxEntries: PS.PS_MAX_IFACES },
   ps_global: { keySize: 4, valueSize: psGlobal.size, perCpu: true, maxEntries: PS.PS_MAX_IFACES * 2 },
   ps_meta: { keySize: 4, valueSize: psMeta.size, perCpu: false, maxEntries: 1 },
+  ps_unmatched: { keySize: 4, valueSize: psPortTraffic.size, perCpu: true, maxEntries: PS.PS_UNMATCHED_SIZE },
   // Sized by the policy (clientTable) when created: maxEntries 0 = any.
   ps_clients: { keySize: psClientKey.size, valueSize: psClient.size, perCpu: false, maxEntries: 0 },
 } as const;

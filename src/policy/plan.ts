@@ -86,6 +86,7 @@ export function planPolicy(policy: ValidPolicy): DesiredState {
       },
       shaped: iface.egress ? shapedKeys(mine, buckets) : [],
       replaceQdisc: iface.replaceQdisc,
+      countUnmatched: iface.countUnmatched,
     };
   });
 

@@ -268,6 +268,14 @@ export const POLICY_SPEC: KeySpec = {
               'another tool configured: shaping there is refused (PS_QDISC_FOREIGN) and nothing changes. ' +
               '"replace" replaces it; on detach the kernel\'s default qdisc comes back, not the replaced one.',
           },
+          countUnmatched: {
+            type: 'boolean',
+            default: false,
+            description:
+              'Count traffic that no rule matches per local port, direction and protocol (shown by "portshaper top" ' +
+              'and GET /v1/ports), to see what to limit before limiting it. Off by default: it adds a per-CPU counter ' +
+              'update to every unmatched packet.',
+          },
         },
       },
     },

@@ -18,6 +18,8 @@ export interface PolicyInterface {
   egress: boolean;
   /** qdisc: replace — portshaper may replace a root qdisc another tool configured. */
   replaceQdisc: boolean;
+  /** Count unmatched traffic per port (ps_unmatched). */
+  countUnmatched: boolean;
 }
 
 /** Settings of the REST API. */

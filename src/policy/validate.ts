@@ -70,6 +70,7 @@ interface RawInterface {
   ingress?: boolean;
   egress?: boolean;
   qdisc?: 'keep' | 'replace';
+  countUnmatched?: boolean;
 }
 
 interface RawApi {
@@ -148,7 +149,7 @@ function checkInterfaces(raw: (RawInterface | undefined)[], env: PolicyEnv, find
     if (!env.interfaceExists(name)) {
       findings.warning(at, `${namePath}: interface "${name}" does not exist (yet); the agent will attach when it appears`);
     }
-    const iface = { name, ingress: item.ingress ?? true, egress: item.egress ?? true, replaceQdisc: item.qdisc === 'replace' };
+    const iface = { name, ingress: item.ingress ?? true, egress: item.egress ?? true, replaceQdisc: item.qdisc === 'replace', countUnmatched: item.countUnmatched ?? false };
     if (!iface.ingress && !iface.egress) {
       findings.warning(
         findings.valueAt(path),

@@ -2,8 +2,17 @@
  * A data plane of its own for each test file: a unique pin directory, the
  * real object loaded (optionally with the test clock), removed afterwards.
  */
+import pino from 'pino';
+import { enforce } from '../../src/controller/agent.js';
+import { InterfaceSync } from '../../src/controller/interfaces.js';
+import { formatDiagnostic } from '../../src/errors.js';
+import { readClients, readCounters } from '../../src/kernel/counters.js';
 import { DataPlane } from '../../src/kernel/dataplane.js';
 import { removePins } from '../../src/kernel/pins.js';
+import { inNetns } from '../../src/kernel/netns.js';
+import { parsePolicy, planPolicy, validatePolicy } from '../../src/policy/index.js';
+
+const log = pino({ level: 'silent' });
 import type { DesiredBucket, DesiredClientLimit, DesiredPortRange, DesiredState, Direction, Mode, Protocol, Side } from '../../src/kernel/desired.js';
 
 /** Unique bpffs pin directory for a test file. */
@@ -81,4 +90,54 @@ export function desiredFrom(rules: TestRule[], interfaces: DesiredState['interfa
     }
   }
   return { buckets, ports, interfaces };
+}
+
+/**
+ * One namespace's controller, driven as the agent drives it: a policy text
+ * validated, planned and enforced (HTB classes, maps, attachment) on one
+ * device, with its own pins.
+ */
+export class PolicyHarness {
+  readonly dp: DataPlane;
+  readonly ifaces: InterfaceSync;
+  slots = new Map<string, number>();
+
+  constructor(
+    readonly ns: string,
+    readonly dev: string,
+    readonly pinDir: string,
+  ) {
+    removePins(pinDir);
+    this.dp = DataPlane.open({ pinDir });
+    this.ifaces = new InterfaceSync(this.dp, log);
+  }
+
+  /** Validate, plan and enforce a policy of these rule lines on dev, as the agent does. */
+  apply(rules: string[], ifaceKeys = ', ingress: false'): void {
+    const text = `pinDir: ${this.pinDir}\ninterfaces:\n  - { name: ${this.dev}${ifaceKeys} }\nrules:\n${rules.map((r) => `  - ${r}`).join('\n')}\n`;
+    const { policy, diagnostics } = validatePolicy(parsePolicy(text, 'shape.yaml'), { interfaceExists: () => true });
+    if (!policy) throw new Error(diagnostics.map(formatDiagnostic).join('\n'));
+    inNetns(this.ns, () => {
+      this.slots = enforce(this.dp, this.ifaces, planPolicy(policy), false).slots;
+    });
+  }
+
+  /** The clients of a bucket: address → its entry. */
+  clients(key: string) {
+    return new Map(readClients(this.dp, new Set([this.slots.get(key)!])).map((c) => [c.address, c.state]));
+  }
+
+  counters(key: string) {
+    const slot = this.slots.get(key)!;
+    return readCounters(this.dp, [slot]).get(slot)!;
+  }
+
+  close(): void {
+    try {
+      inNetns(this.ns, () => this.ifaces.detachAll());
+    } finally {
+      this.dp.close();
+      removePins(this.pinDir);
+    }
+  }
 }

@@ -70,6 +70,8 @@ export interface IperfOptions {
   length?: number;
   /** Parallel streams (`-P`); still one thread in iperf3 3.12. */
   parallel?: number;
+  /** Client source address (iperf3 -B), e.g. a second address of the sender. */
+  bind?: string;
   /** Pin the client to this CPU (`taskset -c N`). */
   cpu?: number;
   /** Whole seconds of warm-up excluded from all numbers (`-O`; 3.12 has no fractions). */
@@ -150,6 +152,7 @@ export async function runIperf(o: IperfOptions): Promise<IperfResult> {
     if (o.length !== undefined) argv.push('-l', String(o.length));
     if (o.reverse) argv.push('-R');
     if (o.parallel !== undefined) argv.push('-P', String(o.parallel));
+    if (o.bind !== undefined) argv.push('-B', o.bind);
     if (omit > 0) argv.push('-O', String(omit));
     if (o.intervalSeconds !== undefined) argv.push('-i', String(o.intervalSeconds));
     const full = o.cpu !== undefined ? ['taskset', '-c', String(o.cpu), ...argv] : argv;

@@ -5,64 +5,14 @@
  * Real TCP and UDP through a veth pair between two namespaces, and through a
  * router namespace for forwarded traffic (no TCP small queues behind it).
  */
-import pino from 'pino';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { enforce } from '../../src/controller/agent.js';
-import { InterfaceSync } from '../../src/controller/interfaces.js';
-import { formatDiagnostic, PortshaperError } from '../../src/errors.js';
-import { readCounters } from '../../src/kernel/counters.js';
-import { DataPlane } from '../../src/kernel/dataplane.js';
-import { removePins } from '../../src/kernel/pins.js';
-import { inNetns } from '../../src/kernel/netns.js';
-import { parsePolicy, planPolicy, validatePolicy } from '../../src/policy/index.js';
+import { PortshaperError } from '../../src/errors.js';
 import { describeKernel } from '../helpers/env.js';
-import { testPinDir } from '../helpers/dataplane.js';
+import { PolicyHarness as Shaper, testPinDir } from '../helpers/dataplane.js';
 import { createRoutedTopology, createTopology, htbClasses as classes, nsExec, qdiscs, run, type RoutedTopology, type Topology } from '../helpers/net.js';
 import { runIperf, tcpGoodputBitsPerSecond, udpWireBitsPerSecond, udpWireBytes, type IperfResult } from '../helpers/traffic.js';
 
 const MBIT = 1_000_000;
-const log = pino({ level: 'silent' });
-
-/** One namespace's controller: its own pins, its own interface sync. */
-class Shaper {
-  readonly dp: DataPlane;
-  readonly ifaces: InterfaceSync;
-  slots = new Map<string, number>();
-
-  constructor(
-    readonly ns: string,
-    readonly dev: string,
-    readonly pinDir: string,
-  ) {
-    removePins(pinDir);
-    this.dp = DataPlane.open({ pinDir });
-    this.ifaces = new InterfaceSync(this.dp, log);
-  }
-
-  /** Validate, plan and enforce a policy of these rule lines on dev, as the agent does. */
-  apply(rules: string[], ifaceKeys = ''): void {
-    const text = `pinDir: ${this.pinDir}\ninterfaces:\n  - { name: ${this.dev}, ingress: false${ifaceKeys} }\nrules:\n${rules.map((r) => `  - ${r}`).join('\n')}\n`;
-    const { policy, diagnostics } = validatePolicy(parsePolicy(text, 'shape.yaml'), { interfaceExists: () => true });
-    if (!policy) throw new Error(diagnostics.map(formatDiagnostic).join('\n'));
-    inNetns(this.ns, () => {
-      this.slots = enforce(this.dp, this.ifaces, planPolicy(policy), false).slots;
-    });
-  }
-
-  counters(key: string) {
-    const slot = this.slots.get(key)!;
-    return readCounters(this.dp, [slot]).get(slot)!;
-  }
-
-  close(): void {
-    try {
-      inNetns(this.ns, () => this.ifaces.detachAll());
-    } finally {
-      this.dp.close();
-      removePins(this.pinDir);
-    }
-  }
-}
 
 /** Jain's fairness index of per-flow throughputs: 1 = equal shares, 1/n = one flow takes all. */
 function jain(xs: number[]): number {
@@ -147,7 +97,7 @@ describeKernel(
         const [root] = (await qdiscs(topo.nsB, topo.ifB)).filter((q) => q.root);
         expect(root, 'the foreign root is untouched').toMatchObject({ kind: 'tbf', handle: '1:' });
 
-        shaper.apply(['{ name: web, port: 5301, protocol: tcp, direction: egress, rate: 100mbit }'], ', qdisc: replace');
+        shaper.apply(['{ name: web, port: 5301, protocol: tcp, direction: egress, rate: 100mbit }'], ', ingress: false, qdisc: replace');
         const [ours] = (await qdiscs(topo.nsB, topo.ifB)).filter((q) => q.root);
         expect(ours, 'replaced by ours').toMatchObject({ kind: 'htb', handle: '5053:' });
       });
@@ -156,7 +106,7 @@ describeKernel(
     describe('traffic', () => {
       it.each([10, 100, 1000])('TCP at %i Mbit/s: goodput ≈ the wire ideal, first second ≤ 1.02, few retransmits', async (mbit) => {
         const rate = mbit * MBIT;
-        shaper.apply([`{ name: web, port: 5301, protocol: tcp, direction: egress, rate: ${mbit}mbit }`], ', qdisc: replace');
+        shaper.apply([`{ name: web, port: 5301, protocol: tcp, direction: egress, rate: ${mbit}mbit }`], ', ingress: false, qdisc: replace');
         const r = await tcp(5301);
         const ratio = tcpGoodputBitsPerSecond(r) / rate;
         const first = r.intervals[0]!;
@@ -173,7 +123,7 @@ describeKernel(
       });
 
       it('holds UDP offered at 2x to the rate (±1%, wire bytes) while another port on the device is not shaped', async () => {
-        shaper.apply(['{ name: u, port: 5302, protocol: udp, direction: egress, rate: 100mbit }', '{ name: web, port: 5301, protocol: tcp, direction: egress, rate: 100mbit }'], ', qdisc: replace');
+        shaper.apply(['{ name: u, port: 5302, protocol: udp, direction: egress, rate: 100mbit }', '{ name: web, port: 5301, protocol: tcp, direction: egress, rate: 100mbit }'], ', ingress: false, qdisc: replace');
         const udp = (port: number, bitrate: number, parallel = 1) =>
           runIperf({ nsClient: topo.nsA, nsServer: topo.nsB, serverIp: topo.ipB, port, udp: true, reverse: true, bitrate, length: 1400, seconds: 4, parallel });
         // Two sockets: twice the default socket buffer queued in the class, so

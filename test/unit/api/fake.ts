@@ -67,6 +67,9 @@ export class FakeService implements ShaperService {
     const k = { packets: 1, bytes: 60 };
     return { interfaces: [{ interface: 'eth0', ifindex: 2, direction: 'ingress', nonIp: k, unparsed: k, fragment: k, unmatched: k, matched: k }] };
   }
+  unmatchedTraffic() {
+    return { counting: false, windowSeconds: 0, traffic: [] };
+  }
   ready(): ReadyView {
     return this.ready_;
   }

@@ -169,7 +169,19 @@ describe('REST API routes', () => {
   it('GET /openapi.json documents every route with its schemas', async () => {
     const doc = (await app.inject({ method: 'GET', url: '/openapi.json' })).json();
     expect(doc.openapi).toBe('3.1.0');
-    expect(Object.keys(doc.paths).sort()).toEqual(['/healthz', '/metrics', '/openapi.json', '/readyz', '/v1/policy', '/v1/ports/{port}', '/v1/rules', '/v1/rules/{name}', '/v1/rules/{name}/clients', '/v1/stats']);
+    expect(Object.keys(doc.paths).sort()).toEqual([
+      '/healthz',
+      '/metrics',
+      '/openapi.json',
+      '/readyz',
+      '/v1/policy',
+      '/v1/ports',
+      '/v1/ports/{port}',
+      '/v1/rules',
+      '/v1/rules/{name}',
+      '/v1/rules/{name}/clients',
+      '/v1/stats',
+    ]);
     const put = doc.paths['/v1/rules/{name}'].put;
     expect(put.parameters[0]).toMatchObject({ name: 'name', in: 'path', required: true });
     expect(put.requestBody.content['application/json'].schema.required).toEqual(['port']);

@@ -24,7 +24,7 @@ describe('planPolicy: buckets and port ranges', () => {
       { profile: 0, direction: 'ingress', protocol: 'tcp', side: 'local', from: 8000, to: 8099, bucket: 'web/ingress', perPort: false },
     ]);
     expect(state.interfaces).toEqual([
-      { name: 'lo', profile: 0, ingress: true, egress: true, remote: { ingress: false, egress: false }, shaped: [], replaceQdisc: false },
+      { name: 'lo', profile: 0, ingress: true, egress: true, remote: { ingress: false, egress: false }, shaped: [], replaceQdisc: false, countUnmatched: false },
     ]);
   });
 
@@ -106,7 +106,7 @@ describe('planPolicy: buckets and port ranges', () => {
       buckets: [],
       ports: [],
       interfaces: [
-        { name: 'eth0', profile: 0, ingress: true, egress: false, remote: { ingress: false, egress: false }, shaped: [], replaceQdisc: false },
+        { name: 'eth0', profile: 0, ingress: true, egress: false, remote: { ingress: false, egress: false }, shaped: [], replaceQdisc: false, countUnmatched: false },
       ],
     });
   });

@@ -62,7 +62,7 @@ describe('validatePolicy: interfaces', () => {
     expect(diagnostics.map(formatDiagnostic)).toEqual([
       'policy.yaml:2:11: warning: interfaces[0].name: interface "veth7" does not exist (yet); the agent will attach when it appears',
     ]);
-    expect(policy?.interfaces).toEqual([{ name: 'veth7', ingress: true, egress: true, replaceQdisc: false }]);
+    expect(policy?.interfaces).toEqual([{ name: 'veth7', ingress: true, egress: true, replaceQdisc: false, countUnmatched: false }]);
   });
 
   it('warns about an interface with no hook enabled', () => {
