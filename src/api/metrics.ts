@@ -13,6 +13,18 @@ export const METRICS_CONTENT_TYPE = 'text/plain; version=0.0.4; charset=utf-8';
 
 type Labels = Record<string, string | number>;
 
+/** The policy in force and its reloads, for fleet-wide views (drift, rejected ConfigMaps). */
+export interface PolicyMetrics {
+  /** The file in force. */
+  source: string;
+  /** sha256 of its text. */
+  hash: string;
+  reloads: { applied: number; rejected: number; failed: number };
+  lastReloadSuccessful: boolean;
+  /** Rules that get per-rule series (metrics.maxRules). */
+  maxRules: number;
+}
+
 class Exposition {
   private readonly lines: string[] = [];
 
@@ -26,11 +38,46 @@ class Exposition {
   }
 }
 
-/** The /metrics body. */
-export function renderMetrics(rules: RuleView[], stats: StatsView, build: { version: string; layout: number }): string {
+/**
+ * The /metrics body. Per-rule series (about 16 per rule, times every node)
+ * are kept to the first policy.maxRules rules in policy order, so the set of
+ * series stays stable between scrapes; totals over all rules are always there.
+ */
+export function renderMetrics(all: RuleView[], stats: StatsView, build: { version: string; layout: number }, policy: PolicyMetrics): string {
   const out = new Exposition();
   out.family('portshaper_build_info', 'gauge', 'Build of the running agent (always 1).', [[{ version: build.version, layout: build.layout }, 1]]);
-  out.family('portshaper_rules', 'gauge', 'Rules in the policy in force.', [[{}, rules.length]]);
+  out.family('portshaper_rules', 'gauge', 'Rules in the policy in force.', [[{}, all.length]]);
+  out.family('portshaper_policy_info', 'gauge', 'The policy in force: its file and the sha256 of its text (always 1); count by (hash) across nodes shows drift.', [
+    [{ hash: policy.hash, source: policy.source }, 1],
+  ]);
+  out.family('portshaper_policy_reloads_total', 'counter', 'Reloads of a changed policy file, by result: applied, rejected (invalid, the running policy stays), failed (kernel error).', [
+    [{ result: 'applied' }, policy.reloads.applied],
+    [{ result: 'rejected' }, policy.reloads.rejected],
+    [{ result: 'failed' }, policy.reloads.failed],
+  ]);
+  out.family('portshaper_policy_last_reload_successful', 'gauge', '1 when the last reload of a changed policy file was applied (or none happened), 0 when the file on disk was refused.', [
+    [{}, policy.lastReloadSuccessful ? 1 : 0],
+  ]);
+  const rules = all.slice(0, policy.maxRules);
+  out.family('portshaper_metrics_rules_omitted', 'gauge', 'Rules left out of the per-rule series by metrics.maxRules (they count in the all-rules totals).', [[{}, all.length - rules.length]]);
+
+  const totals = new Map<string, [Labels, number, number]>();
+  for (const rule of all) {
+    for (const direction of ['ingress', 'egress'] as const) {
+      const c = rule.counters[direction];
+      if (!c) continue;
+      for (const [verdict, packets, bytes] of [['pass', c.passedPackets, c.passedBytes], ['drop', c.droppedPackets, c.droppedBytes]] as const) {
+        const key = `${direction}/${verdict}`;
+        const sum = totals.get(key) ?? [{ direction, verdict }, 0, 0];
+        sum[1] += packets;
+        sum[2] += bytes;
+        totals.set(key, sum);
+      }
+    }
+  }
+  const sums = [...totals.values()];
+  out.family('portshaper_all_rules_packets_total', 'counter', 'Packets judged by any rule, by direction and verdict (every rule, also those left out of per-rule series).', sums.map(([l, p]) => [l, p]));
+  out.family('portshaper_all_rules_bytes_total', 'counter', 'Wire bytes judged by any rule, by direction and verdict.', sums.map(([l, , b]) => [l, b]));
 
   const packets: [Labels, number][] = [];
   const bytes: [Labels, number][] = [];

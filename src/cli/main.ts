@@ -9,6 +9,7 @@ import { PortshaperError, PolicyError } from '../errors.js';
 import { runAgent } from './agent.js';
 import { ApiUnreachable } from './client.js';
 import { runDetach } from './detach.js';
+import { runMountBpffs } from './mount-bpffs.js';
 import { runRm } from './rm.js';
 import { runSet } from './set.js';
 import { runStatus } from './status.js';
@@ -28,6 +29,7 @@ Commands:
   status                  rules of the running agent: rates configured and measured, drops
   set NAME --rate R       change (or, with --port, create) a rule through the agent's API
   rm NAME                 remove a rule through the agent's API
+  mount-bpffs [DIR]       mount a BPF filesystem on DIR (/sys/fs/bpf) unless one is there
 
 Run "portshaper <command> --help" for a command's options.
 
@@ -46,6 +48,7 @@ const COMMANDS: Record<string, (argv: string[]) => Promise<number>> = {
   status: runStatus,
   set: runSet,
   rm: runRm,
+  'mount-bpffs': runMountBpffs,
 };
 
 /** Map an error to the documented exit code and print it for a human. */

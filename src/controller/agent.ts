@@ -6,7 +6,7 @@
  */
 import { createHash } from 'node:crypto';
 import { readFileSync, watch, type FSWatcher } from 'node:fs';
-import { basename, dirname, resolve } from 'node:path';
+import { dirname, resolve } from 'node:path';
 import type { Logger } from 'pino';
 import { formatDiagnostic, PolicyError, type Diagnostic } from '../errors.js';
 import { applyDesired } from '../kernel/apply.js';
@@ -17,9 +17,12 @@ import { ifNameToIndex } from '../kernel/libc.js';
 import { readPolicyText, parsePolicy, planPolicy, validatePolicy, type ValidPolicy } from '../policy/index.js';
 import { InterfaceSync } from './interfaces.js';
 import { isNoop } from './reconcile.js';
+import { resolvePolicySource, type PolicySource } from './source.js';
 
 export interface AgentOptions {
   policyPath: string;
+  /** With a node name, node.<name>.yaml beside policyPath is read instead when it exists (NODE_NAME on a fleet). */
+  nodeName?: string;
   log: Logger;
   /** BPF object to load (default: the one shipped with the package). */
   objectPath?: string;
@@ -49,6 +52,15 @@ export interface AgentState {
   hash: string;
 }
 
+/** Outcomes of reloads that found a changed file (exported as portshaper_policy_reloads_total). */
+export interface ReloadCounts {
+  applied: number;
+  /** The policy was invalid: the running one stayed in force. */
+  rejected: number;
+  /** Applying it failed (kernel error). */
+  failed: number;
+}
+
 /** The state for an applied plan, with what readers derive from it computed once. */
 export function agentState(policy: ValidPolicy, desired: DesiredState, slots: Map<string, number>, hash: string): AgentState {
   const bucketsByRule = new Map<string, DesiredBucket[]>();
@@ -71,12 +83,29 @@ export class Agent {
   private watcher: FSWatcher | undefined;
   private debounce: NodeJS.Timeout | undefined;
   private queue: Promise<unknown> = Promise.resolve();
-  readonly policyPath: string;
+  /** The configured policy file (the per-node file, when one is in force, sits beside it). */
+  readonly policyFile: string;
+  private source: PolicySource;
   private readonly log: Logger;
+  /** Reloads so far, by outcome. */
+  readonly reloads: ReloadCounts = { applied: 0, rejected: 0, failed: 0 };
+  /** Whether the last reload of a changed file was applied (false: the file in force on disk was refused). */
+  lastReloadSuccessful = true;
 
   constructor(private readonly opts: AgentOptions) {
-    this.policyPath = resolve(opts.policyPath);
+    this.policyFile = resolve(opts.policyPath);
+    this.source = resolvePolicySource(this.policyFile, opts.nodeName);
     this.log = opts.log;
+  }
+
+  /** The policy file in force: API writes edit it. */
+  get policyPath(): string {
+    return this.source.path;
+  }
+
+  /** The policy file in force and why it was chosen. */
+  get policySource(): PolicySource {
+    return this.source;
   }
 
   /** The loaded data plane (after start). */
@@ -98,7 +127,8 @@ export class Agent {
 
   /** Load the policy (invalid: throw), load or adopt the data plane, apply, attach, start watching. */
   async start(): Promise<ApplyResult> {
-    const { policy, warnings, hash } = await this.load();
+    const { policy, warnings, hash, source } = await this.load();
+    this.source = source;
     for (const w of warnings) this.log.warn(formatDiagnostic(w));
     this.dp = DataPlane.open({ pinDir: policy.pinDir, objectPath: this.opts.objectPath });
     const meta = this.dp.meta();
@@ -121,18 +151,38 @@ export class Agent {
    */
   reload(reason: string): Promise<ApplyResult | undefined> {
     return this.serialize(async () => {
-      // An API write has already applied what it wrote: hashing is enough to see that, without parsing again.
-      if (reason === 'file changed' && this.current && hashFile(this.policyPath) === this.current.hash) return undefined;
+      // An API write has already applied what it wrote, and most directory events change nothing:
+      // hashing is enough to see that, without parsing again.
+      const next = resolvePolicySource(this.policyFile, this.opts.nodeName);
+      if (reason === 'file changed' && this.current && next.path === this.source.path && hashFile(next.path) === this.current.hash) return undefined;
       let loaded;
       try {
         loaded = await this.load();
       } catch (err) {
-        if (!(err instanceof PolicyError)) throw err;
-        this.log.error({ reason, file: this.policyPath, errors: err.diagnostics.map(formatDiagnostic) }, 'policy rejected; the running policy stays in force');
+        this.lastReloadSuccessful = false;
+        if (!(err instanceof PolicyError)) {
+          this.reloads.failed++;
+          throw err;
+        }
+        this.reloads.rejected++;
+        this.log.error({ reason, file: next.path, errors: err.diagnostics.map(formatDiagnostic) }, 'policy rejected; the running policy stays in force');
         return undefined;
       }
       for (const w of loaded.warnings) this.log.warn(formatDiagnostic(w));
-      return this.apply(loaded.policy, loaded.hash, false, reason);
+      if (loaded.source.path !== this.source.path) {
+        this.log.info({ from: this.source.path, to: loaded.source.path, kind: loaded.source.kind }, 'policy source changed');
+      }
+      let result: ApplyResult;
+      try {
+        result = this.apply(loaded.policy, loaded.hash, false, reason, loaded.source);
+      } catch (err) {
+        this.lastReloadSuccessful = false;
+        this.reloads.failed++;
+        throw err;
+      }
+      this.reloads.applied++;
+      this.lastReloadSuccessful = true;
+      return result;
     });
   }
 
@@ -154,8 +204,8 @@ export class Agent {
   }
 
   /** Validate policy text exactly as the file is validated; throws PolicyError with every diagnostic. */
-  validateText(text: string): { policy: ValidPolicy; warnings: Diagnostic[] } {
-    const { policy, diagnostics } = validatePolicy(parsePolicy(text, this.policyPath), policyEnv);
+  validateText(text: string, file = this.policyPath): { policy: ValidPolicy; warnings: Diagnostic[] } {
+    const { policy, diagnostics } = validatePolicy(parsePolicy(text, file), policyEnv);
     if (policy === undefined) throw new PolicyError(diagnostics);
     return { policy, warnings: diagnostics };
   }
@@ -170,13 +220,14 @@ export class Agent {
     return this.apply(policy, hash, false, reason);
   }
 
-  /** Read the file once: the hash must be of the very text that was validated. */
-  private async load(): Promise<{ policy: ValidPolicy; warnings: Diagnostic[]; hash: string }> {
-    const text = await readPolicyText(this.policyPath);
-    return { ...this.validateText(text), hash: hashText(text) };
+  /** Read the file in force once: the hash must be of the very text that was validated. */
+  private async load(): Promise<{ policy: ValidPolicy; warnings: Diagnostic[]; hash: string; source: PolicySource }> {
+    const source = resolvePolicySource(this.policyFile, this.opts.nodeName);
+    const text = await readPolicyText(source.path);
+    return { ...this.validateText(text, source.path), hash: hashText(text), source };
   }
 
-  private apply(policy: ValidPolicy, hash: string, force: boolean, reason = 'start'): ApplyResult {
+  private apply(policy: ValidPolicy, hash: string, force: boolean, reason = 'start', source = this.source): ApplyResult {
     const dp = this.dataPlane;
     if (this.current && policy.pinDir !== this.current.policy.pinDir) {
       this.log.warn({ running: this.current.policy.pinDir, file: policy.pinDir }, 'pinDir changes take effect at the next agent start');
@@ -187,6 +238,7 @@ export class Agent {
     this.ifaces!.sync(desired.interfaces, force);
     const ms = Number(process.hrtime.bigint() - t0) / 1e6;
     this.current = agentState(policy, desired, plan.slots, hash);
+    this.source = source;
     const result = {
       buckets: desired.buckets.length,
       ruleWrites: plan.rules.length,
@@ -194,7 +246,7 @@ export class Agent {
       released: plan.release.length,
       ms: Math.round(ms * 100) / 100,
     };
-    this.log.info({ reason, rules: policy.rules.length, ...result, changed: !isNoop(plan) }, 'policy applied');
+    this.log.info({ reason, source: source.path, rules: policy.rules.length, ...result, changed: !isNoop(plan) }, 'policy applied');
     return result;
   }
 
@@ -205,11 +257,16 @@ export class Agent {
     return next;
   }
 
-  /** Watch the policy's directory, so editors that write a new file and rename it are seen too. */
+  /**
+   * Watch the policy's directory, and react to any event in it: editors write
+   * a new file and rename it over the old one; kubelet updates a ConfigMap by
+   * writing a `..<timestamp>` directory and renaming `..data_tmp` over `..data`,
+   * events none of which names the policy file (policy.yaml is a symlink
+   * through ..data); a per-node file may appear or go. reload() hashes the
+   * file in force and does nothing when it is unchanged.
+   */
   private watch(): void {
-    const name = basename(this.policyPath);
-    this.watcher = watch(dirname(this.policyPath), (_event, file) => {
-      if (file !== null && file !== name) return;
+    this.watcher = watch(dirname(this.policyFile), () => {
       clearTimeout(this.debounce);
       this.debounce = setTimeout(() => this.reload('file changed').catch(() => undefined), this.opts.watchDebounceMs ?? 200);
     });

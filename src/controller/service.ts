@@ -14,6 +14,7 @@
 import { readFileSync } from 'node:fs';
 import { parseDocument } from 'yaml';
 import type { Logger } from 'pino';
+import type { PolicyMetrics } from '../api/metrics.js';
 import type { ApplyView, DirectionCounters, GlobalRow, ObservedRate, PolicyView, ReadyView, RuleBody, RulePatch, RuleView, StatsView } from '../api/schemas.js';
 import {
   formatDiagnostic,
@@ -21,6 +22,7 @@ import {
   PolicyChangeError,
   PolicyError,
   PolicyFileInvalidError,
+  PolicyReadOnlyError,
   PortshaperError,
   RuleNotFoundError,
   type Diagnostic,
@@ -32,6 +34,7 @@ import { zeroCounters, type PsCounters } from '../kernel/layout.js';
 import { formatRate, type ApiSettings, type PolicyRule, type ValidPolicy } from '../policy/index.js';
 import { hashText, type Agent, type ApplyResult } from './agent.js';
 import { deleteRuleText, patchRuleText, putRuleText, writeFileAtomic } from './persist.js';
+import { isKubeletManaged, readOnlyReason } from './source.js';
 
 /** What the REST API needs from the agent. */
 export interface ShaperService {
@@ -52,6 +55,8 @@ export interface ShaperService {
   policy(): PolicyView & { text: string };
   /** Replace the whole policy with YAML text (validated exactly as the file is). */
   replacePolicy(text: string, requestId: string): Promise<ApplyView>;
+  /** The policy in force, its reloads and the per-rule series cap, for /metrics. */
+  policyMetrics(): PolicyMetrics;
 }
 
 const DIRECTIONS: readonly Direction[] = ['ingress', 'egress'];
@@ -98,6 +103,8 @@ export class AgentService implements ShaperService {
 
   /** Sample counters every intervalMs for the observed rates. */
   startSampling(intervalMs = 1000): void {
+    // The API and the metrics listener share one service: one sampler.
+    if (this.timer) return;
     this.sample();
     this.timer = setInterval(() => this.sample(), intervalMs);
     this.timer.unref();
@@ -105,6 +112,7 @@ export class AgentService implements ShaperService {
 
   stopSampling(): void {
     clearInterval(this.timer);
+    this.timer = undefined;
   }
 
   listRules(): RuleView[] {
@@ -160,6 +168,11 @@ export class AgentService implements ShaperService {
     return { file: this.agent.policyPath, sha256, inForce: sha256 === this.agent.state.hash, policy: parseDocument(text).toJS() as unknown, text };
   }
 
+  policyMetrics(): PolicyMetrics {
+    const { hash, policy } = this.agent.state;
+    return { source: this.agent.policyPath, hash, reloads: { ...this.agent.reloads }, lastReloadSuccessful: this.agent.lastReloadSuccessful, maxRules: policy.metrics.maxRules };
+  }
+
   stats(): StatsView {
     const dp = this.agent.dataPlane;
     const names = new Map(this.agent.interfaces().map((i) => [i.ifindex, i.name]));
@@ -209,6 +222,10 @@ export class AgentService implements ShaperService {
    * together. A burst of concurrent writes thus costs a few applies, not one each.
    */
   private write(reason: string, requestId: string, edit: Edit): Promise<ApplyView> {
+    // A file the agent cannot write back is refused before anything is applied (a ConfigMap mount).
+    const path = this.agent.policyPath;
+    const readOnly = readOnlyReason(path);
+    if (readOnly) return Promise.reject(new PolicyReadOnlyError(path, readOnly, isKubeletManaged(path)));
     return new Promise<ApplyView>((resolve, reject) => {
       this.pending.push({ reason, requestId, edit, resolve, reject });
       // The first write of a batch schedules its flush; later ones join until it starts. setImmediate

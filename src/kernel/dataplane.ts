@@ -106,6 +106,11 @@ export interface OpenOptions {
   testClock?: boolean;
 }
 
+/** Whether an existing directory is on a bpf filesystem. */
+export function onBpffs(dir: string): boolean {
+  return statfsSync(dir).type === BPF_FS_MAGIC;
+}
+
 /** Make sure dir exists on a bpf filesystem, mounting one if needed. */
 export function ensureBpffs(dir: string): void {
   let probe = dir;

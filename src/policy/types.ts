@@ -25,6 +25,14 @@ export interface ApiSettings {
   tls?: { cert: string; key: string };
 }
 
+/** Settings of /metrics and of its own listener. */
+export interface MetricsSettings {
+  /** The metrics-only listener; undefined = off. */
+  listen?: { host: string; port: number };
+  /** Rules with per-rule series. */
+  maxRules: number;
+}
+
 /** One rule with its defaults applied. */
 export interface PolicyRule {
   name: string;
@@ -52,6 +60,7 @@ export interface ValidPolicy {
   pinDir: string;
   interfaces: PolicyInterface[];
   api: ApiSettings;
+  metrics: MetricsSettings;
   rules: PolicyRule[];
 }
 

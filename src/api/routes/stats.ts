@@ -1,10 +1,7 @@
-/** /v1/stats (global counters as JSON) and /metrics (everything, in Prometheus text format). */
+/** /v1/stats: global counters as JSON (/metrics is in metrics.ts). */
 import type { FastifyPluginAsync } from 'fastify';
 import type { ShaperService } from '../../controller/service.js';
-import { PS } from '../../kernel/layout.js';
-import { METRICS_CONTENT_TYPE, renderMetrics } from '../metrics.js';
 import { StatsView } from '../schemas.js';
-import { VERSION } from '../version.js';
 
 export const statsRoutes: FastifyPluginAsync<{ service: ShaperService }> = async (app, { service }) => {
   app.get('/v1/stats', {
@@ -14,11 +11,4 @@ export const statsRoutes: FastifyPluginAsync<{ service: ShaperService }> = async
       response: { 200: StatsView },
     },
   }, async () => service.stats());
-
-  app.get('/metrics', {
-    schema: { summary: 'Prometheus text exposition: rule counters, configured and observed rates, interface counters, build info.', tags: ['stats'], produces: [METRICS_CONTENT_TYPE] },
-  }, async (_request, reply) => {
-    const text = renderMetrics(service.listRules(), service.stats(), { version: VERSION, layout: PS.PS_LAYOUT_VERSION });
-    return reply.type(METRICS_CONTENT_TYPE).send(text);
-  });
 };

@@ -69,6 +69,9 @@ export class FakeService implements ShaperService {
   policy(): PolicyView & { text: string } {
     return { file: '/etc/portshaper/policy.yaml', sha256: 'ab', inForce: true, policy: { interfaces: [{ name: 'eth0' }], rules: [] }, text: this.policyText };
   }
+  policyMetrics() {
+    return { source: '/etc/portshaper/policy.yaml', hash: 'ab', reloads: { applied: 1, rejected: 2, failed: 0 }, lastReloadSuccessful: false, maxRules: 200 };
+  }
   async replacePolicy(text: string): Promise<ApplyView> {
     this.fail();
     this.replaced.push(text);

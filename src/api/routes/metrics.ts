@@ -1,0 +1,19 @@
+/** /metrics: everything in Prometheus text format; served by the API and by the metrics-only listener. */
+import type { FastifyPluginAsync } from 'fastify';
+import type { ShaperService } from '../../controller/service.js';
+import { PS } from '../../kernel/layout.js';
+import { METRICS_CONTENT_TYPE, renderMetrics } from '../metrics.js';
+import { VERSION } from '../version.js';
+
+export const metricsRoutes: FastifyPluginAsync<{ service: ShaperService }> = async (app, { service }) => {
+  app.get('/metrics', {
+    schema: {
+      summary: 'Prometheus text exposition: rule counters (the first metrics.maxRules rules), all-rules totals, configured and observed rates, interface counters, the policy in force and its reloads, build info.',
+      tags: ['stats'],
+      produces: [METRICS_CONTENT_TYPE],
+    },
+  }, async (_request, reply) => {
+    const text = renderMetrics(service.listRules(), service.stats(), { version: VERSION, layout: PS.PS_LAYOUT_VERSION }, service.policyMetrics());
+    return reply.type(METRICS_CONTENT_TYPE).send(text);
+  });
+};
