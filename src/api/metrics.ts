@@ -50,12 +50,12 @@ export function renderMetrics(all: RuleView[], stats: StatsView, build: { versio
   out.family('portshaper_policy_info', 'gauge', 'The policy in force: its file and the sha256 of its text (always 1); count by (hash) across nodes shows drift.', [
     [{ hash: policy.hash, source: policy.source }, 1],
   ]);
-  out.family('portshaper_policy_reloads_total', 'counter', 'Reloads of a changed policy file, by result: applied, rejected (invalid, the running policy stays), failed (kernel error).', [
+  out.family('portshaper_policy_reloads_total', 'counter', 'Policy reloads (a changed file, or SIGHUP), by result: applied, rejected (invalid, the running policy stays), failed (kernel error).', [
     [{ result: 'applied' }, policy.reloads.applied],
     [{ result: 'rejected' }, policy.reloads.rejected],
     [{ result: 'failed' }, policy.reloads.failed],
   ]);
-  out.family('portshaper_policy_last_reload_successful', 'gauge', '1 when the last reload of a changed policy file was applied (or none happened), 0 when the file on disk was refused.', [
+  out.family('portshaper_policy_last_reload_successful', 'gauge', '1 when the last policy reload was applied (or none happened), 0 when the file on disk was refused.', [
     [{}, policy.lastReloadSuccessful ? 1 : 0],
   ]);
   const rules = all.slice(0, policy.maxRules);

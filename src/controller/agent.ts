@@ -89,7 +89,7 @@ export class Agent {
   private readonly log: Logger;
   /** Reloads so far, by outcome. */
   readonly reloads: ReloadCounts = { applied: 0, rejected: 0, failed: 0 };
-  /** Whether the last reload of a changed file was applied (false: the file in force on disk was refused). */
+  /** Whether the last reload was applied (false: the file on disk was refused and the previous policy stays). */
   lastReloadSuccessful = true;
 
   constructor(private readonly opts: AgentOptions) {
@@ -217,7 +217,10 @@ export class Agent {
    * Call inside serialize().
    */
   applyPolicy(policy: ValidPolicy, hash: string, reason: string): ApplyResult {
-    return this.apply(policy, hash, false, reason);
+    const result = this.apply(policy, hash, false, reason);
+    // The service only writes over a file that validates: what is on disk is in force again.
+    this.lastReloadSuccessful = true;
+    return result;
   }
 
   /** Read the file in force once: the hash must be of the very text that was validated. */
