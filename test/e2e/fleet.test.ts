@@ -137,8 +137,13 @@ rules:
       const ratio = await udpRatio(50 * MBIT);
       expect(ratio, 'UDP at 2x held to the new 50 Mbit/s').toBeGreaterThan(0.95);
       expect(ratio).toBeLessThan(1.05);
+      // The all-rules totals come from the counter sample the agent takes every second.
+      await new Promise((r) => setTimeout(r, 1500));
       const text = await metrics();
       expect(sample(text, 'portshaper_policy_reloads_total{result="applied"}')).toBe(1);
+      const drops = sample(text, 'portshaper_packets_total{rule="udp",port="5201",protocol="udp",direction="ingress",verdict="drop"}');
+      expect(drops, 'the rule dropped the excess').toBeGreaterThan(0);
+      expect(sample(text, 'portshaper_all_rules_packets_total{direction="ingress",verdict="drop"}'), 'all-rules total = the one rule').toBe(drops);
       expect(sample(text, `portshaper_policy_info{hash="${hashOf(volume)}",source="${volume.path('policy.yaml')}"}`), 'policy_info follows the new hash').toBe(1);
     });
 

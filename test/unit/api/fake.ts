@@ -26,8 +26,8 @@ export class FakeService implements ShaperService {
   policyText = 'interfaces:\n  - name: eth0 # uplink\nrules: []\n';
   replaced: string[] = [];
 
-  listRules(): RuleView[] {
-    return [...this.rules.values()];
+  listRules(limit?: number): RuleView[] {
+    return [...this.rules.values()].slice(0, limit);
   }
   getRule(name: string): RuleView {
     const r = this.rules.get(name);
@@ -69,8 +69,9 @@ export class FakeService implements ShaperService {
   policy(): PolicyView & { text: string } {
     return { file: '/etc/portshaper/policy.yaml', sha256: 'ab', inForce: true, policy: { interfaces: [{ name: 'eth0' }], rules: [] }, text: this.policyText };
   }
-  policyMetrics() {
-    return { source: '/etc/portshaper/policy.yaml', hash: 'ab', reloads: { applied: 1, rejected: 2, failed: 0 }, lastReloadSuccessful: false, maxRules: 200 };
+  metricsState() {
+    const totals = [{ direction: 'ingress' as const, passedPackets: 10 * this.rules.size, passedBytes: 15_000 * this.rules.size, droppedPackets: 2 * this.rules.size, droppedBytes: 3000 * this.rules.size }];
+    return { source: '/etc/portshaper/policy.yaml', hash: 'ab', reloads: { applied: 1, rejected: 2, failed: 0 }, lastReloadSuccessful: false, maxRules: 200, ruleCount: this.rules.size, totals };
   }
   async replacePolicy(text: string): Promise<ApplyView> {
     this.fail();

@@ -93,7 +93,7 @@ const sharedPolicy = parse(configMap.data[basename(policyArg)] ?? '') as { pinDi
 /** Exported metric names: the TYPE lines of a rendered /metrics. */
 function exportedMetrics(): Set<string> {
   const service = new FakeService();
-  const text = renderMetrics([fakeRule('a', 80)], service.stats(), { version: '0', layout: 1 }, service.policyMetrics());
+  const text = renderMetrics([fakeRule('a', 80)], service.stats(), { version: '0', layout: 1 }, service.metricsState());
   return new Set([...text.matchAll(/^# TYPE (\S+) /gm)].map((m) => m[1]!));
 }
 

@@ -8,13 +8,17 @@
 import { spawnSync } from 'node:child_process';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import type { FastifyInstance } from 'fastify';
-import { renderMetrics, type PolicyMetrics } from '../../../src/api/metrics.js';
+import { renderMetrics, type MetricsState } from '../../../src/api/metrics.js';
 import { buildMetricsApp } from '../../../src/api/metrics-server.js';
 import { isCI, which } from '../../helpers/tools.js';
 import { FakeService, fakeRule } from '../api/fake.js';
 
 const build = { version: '0.1.0', layout: 3 };
-const policy: PolicyMetrics = { source: '/etc/portshaper/node.w1.yaml', hash: 'f00d', reloads: { applied: 3, rejected: 1, failed: 0 }, lastReloadSuccessful: false, maxRules: 2 };
+const totals = [
+  { direction: 'ingress' as const, passedPackets: 30, passedBytes: 45_000, droppedPackets: 6, droppedBytes: 9000 },
+  { direction: 'egress' as const, passedPackets: 1, passedBytes: 60, droppedPackets: 0, droppedBytes: 0 },
+];
+const state: MetricsState = { source: '/etc/portshaper/node.w1.yaml', hash: 'f00d', reloads: { applied: 3, rejected: 1, failed: 0 }, lastReloadSuccessful: false, maxRules: 2, ruleCount: 3, totals };
 
 function value(text: string, series: string): number | undefined {
   const line = text.split('\n').find((l) => l.startsWith(`${series} `));
@@ -24,7 +28,7 @@ function value(text: string, series: string): number | undefined {
 describe('/metrics for a fleet', () => {
   const stats = new FakeService().stats();
   const rules = [fakeRule('a', 80), fakeRule('b', 81), fakeRule('c', 82)];
-  const text = renderMetrics(rules, stats, build, policy);
+  const text = renderMetrics(rules, stats, build, state);
 
   it('exposes the policy in force, its reloads and whether the last one was applied', () => {
     expect(value(text, 'portshaper_policy_info{hash="f00d",source="/etc/portshaper/node.w1.yaml"}')).toBe(1);
@@ -34,16 +38,16 @@ describe('/metrics for a fleet', () => {
     expect(value(text, 'portshaper_policy_last_reload_successful')).toBe(0);
   });
 
-  it('keeps per-rule series to the first maxRules rules, counts the rest, and totals every rule', () => {
+  it('keeps per-rule series to the first maxRules rules, counts the rest, and shows the totals of every rule', () => {
     const ruleNames = new Set([...text.matchAll(/^portshaper_packets_total\{rule="([^"]+)"/gm)].map((m) => m[1]));
     expect([...ruleNames]).toEqual(['a', 'b']);
     expect(text).not.toMatch(/rule="c"/);
     expect(value(text, 'portshaper_metrics_rules_omitted')).toBe(1);
     expect(value(text, 'portshaper_rules')).toBe(3);
-    // The fake's counters: 2 dropped packets, 3000 dropped bytes per rule, ingress only.
     expect(value(text, 'portshaper_all_rules_packets_total{direction="ingress",verdict="drop"}')).toBe(6);
     expect(value(text, 'portshaper_all_rules_bytes_total{direction="ingress",verdict="pass"}')).toBe(45_000);
-    const none = renderMetrics(rules, stats, build, { ...policy, maxRules: 0 });
+    expect(value(text, 'portshaper_all_rules_packets_total{direction="egress",verdict="pass"}')).toBe(1);
+    const none = renderMetrics(rules, stats, build, { ...state, maxRules: 0 });
     expect(none).not.toMatch(/^portshaper_packets_total\{/m);
     expect(value(none, 'portshaper_metrics_rules_omitted')).toBe(3);
   });
