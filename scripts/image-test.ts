@@ -85,9 +85,18 @@ async function waitForLog(msg: (m: string) => boolean, timeoutMs = 20_000): Prom
   }
 }
 
-async function udpRatio(topo: Topology): Promise<number> {
+/**
+ * UDP at twice the rate for 3 s: held when at most 5% over the rate gets
+ * through and the kernel dropped the excess. At least 80% must get through:
+ * the tighter bounds (±5%) are the kernel tests'; this machine's two cores
+ * are shared with other test runs, and a starved iperf3 sends less.
+ */
+async function checkHeld(topo: Topology, reader: PinnedReader, slot: number, what: string): Promise<void> {
+  const before = reader.counts(slot).drop_pkts;
   const r = await runIperf({ nsClient: topo.nsA, nsServer: topo.nsB, serverIp: topo.ipB, port: 5201, udp: true, bitrate: 2 * RATE, length: 1400, seconds: 3 });
-  return udpWireBitsPerSecond(r) / RATE;
+  const ratio = udpWireBitsPerSecond(r) / RATE;
+  const drops = reader.counts(slot).drop_pkts - before;
+  check(ratio <= 1.05 && ratio >= 0.8 && drops > 0n, `${what}: UDP at 2x held to ${((ratio * RATE) / MBIT).toFixed(1)} Mbit/s (ratio ${ratio.toFixed(3)}), ${drops} packets dropped`);
 }
 
 /** VmRSS of the container's main process, in MiB. */
@@ -134,21 +143,17 @@ rules:
     reader = new PinnedReader(pinDir);
     const slot = reader.slotOf('udp/ingress');
     check(slot !== undefined && reader.rule(slot).rate_bps === BigInt(RATE), `pins on the host's bpffs hold udp/ingress at ${RATE / MBIT} Mbit/s (slot ${slot})`);
-    const held = await udpRatio(topo);
-    check(held > 0.95 && held < 1.05, `UDP at 2x held to ${(held * RATE / MBIT).toFixed(1)} Mbit/s (ratio ${held.toFixed(3)})`);
+    await checkHeld(topo, reader, slot!, 'agent running');
     const metricsArgv = nsEnterArgv(topo.nsA, [process.execPath, '-e', `fetch('http://${topo.ipB}:${METRICS_PORT}/metrics').then(r => r.text()).then(t => process.stdout.write(t))`]);
     const metrics = (await run(metricsArgv[0]!, metricsArgv.slice(1), { timeoutMs: 10_000 })).stdout;
     check(/^portshaper_policy_info\{hash="[0-9a-f]{64}",source="\/etc\/portshaper\/policy.yaml"\} 1$/m.test(metrics), `/metrics from the other namespace (${topo.nsA} → ${topo.ipB}:${METRICS_PORT}) has portshaper_policy_info`);
     report(`agent RSS in the container: ${await rssMiB()} MiB`);
 
     console.log('3. kill -9 the container: the limit stays');
-    const beforeKill = reader.counts(slot!);
     await podman(['kill', '--signal', 'KILL', name]);
     await podman(['rm', '--force', name]);
-    const afterKill = await udpRatio(topo);
-    check(afterKill > 0.95 && afterKill < 1.05, `no container: UDP still held (ratio ${afterKill.toFixed(3)})`);
+    await checkHeld(topo, reader, slot!, 'no container');
     const noAgent = reader.counts(slot!);
-    check(noAgent.drop_pkts > beforeKill.drop_pkts, `drops counted with no agent (${noAgent.drop_pkts - beforeKill.drop_pkts} more)`);
 
     console.log('4. a new container adopts the pins');
     t0 = Date.now();
@@ -160,8 +165,7 @@ rules:
     check(reader.slotOf('udp/ingress') === slot, 'same slot after adoption (credit and counters carry on)');
     const adoptedCounts = reader.counts(slot!);
     check(adoptedCounts.pass_pkts >= noAgent.pass_pkts && adoptedCounts.drop_pkts >= noAgent.drop_pkts, 'counters not reset');
-    const again = await udpRatio(topo);
-    check(again > 0.95 && again < 1.05, `UDP held after adoption (ratio ${again.toFixed(3)})`);
+    await checkHeld(topo, reader, slot!, 'after adoption');
     report(`agent RSS in the container after adoption and traffic: ${await rssMiB()} MiB`);
   } finally {
     reader?.close();

@@ -52,7 +52,7 @@ export interface AgentState {
   hash: string;
 }
 
-/** Outcomes of reloads that found a changed file (exported as portshaper_policy_reloads_total). */
+/** Outcomes of reloads, of a changed file or on SIGHUP (exported as portshaper_policy_reloads_total). */
 export interface ReloadCounts {
   applied: number;
   /** The policy was invalid: the running one stayed in force. */
@@ -91,6 +91,8 @@ export class Agent {
   readonly reloads: ReloadCounts = { applied: 0, rejected: 0, failed: 0 };
   /** Whether the last reload was applied (false: the file on disk was refused and the previous policy stays). */
   lastReloadSuccessful = true;
+  /** The file and content last refused: not refused again at each later event in its directory. */
+  private refused: { path: string; hash: string } | undefined;
 
   constructor(private readonly opts: AgentOptions) {
     this.policyFile = resolve(opts.policyPath);
@@ -154,7 +156,12 @@ export class Agent {
       // An API write has already applied what it wrote, and most directory events change nothing:
       // hashing is enough to see that, without parsing again.
       const next = resolvePolicySource(this.policyFile, this.opts.nodeName);
-      if (reason === 'file changed' && this.current && next.path === this.source.path && hashFile(next.path) === this.current.hash) return undefined;
+      if (reason === 'file changed') {
+        const hash = hashFile(next.path);
+        if (this.current && next.path === this.source.path && hash === this.current.hash) return undefined;
+        // An invalid file is logged once, not at every write of an editor's swap file beside it.
+        if (this.refused && this.refused.path === next.path && this.refused.hash === hash) return undefined;
+      }
       let loaded;
       try {
         loaded = await this.load();
@@ -165,6 +172,7 @@ export class Agent {
           throw err;
         }
         this.reloads.rejected++;
+        this.refused = { path: next.path, hash: hashFile(next.path) };
         this.log.error({ reason, file: next.path, errors: err.diagnostics.map(formatDiagnostic) }, 'policy rejected; the running policy stays in force');
         return undefined;
       }
@@ -182,6 +190,7 @@ export class Agent {
       }
       this.reloads.applied++;
       this.lastReloadSuccessful = true;
+      this.refused = undefined;
       return result;
     });
   }

@@ -8,7 +8,7 @@
  * through the agent; traffic is real iperf3 UDP between two namespaces.
  */
 import { createHash } from 'node:crypto';
-import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, expect, it } from 'vitest';
@@ -190,6 +190,10 @@ rules:
       const text = await metrics();
       expect(sample(text, 'portshaper_policy_reloads_total{result="rejected"}')).toBe(1);
       expect(sample(text, 'portshaper_policy_last_reload_successful')).toBe(0);
+      // Another event in the directory: the same invalid file is not refused (and logged) again.
+      writeFileSync(join(volume.source, 'unrelated'), 'x');
+      await new Promise((r) => setTimeout(r, 800));
+      expect(agent!.logs.slice(mark).filter((r) => r.msg.startsWith('policy rejected')), 'rejected once').toHaveLength(1);
 
       volume.write({ 'policy.yaml': policyText('40mbit') });
       await kernelRate(40_000_000n);
