@@ -278,11 +278,14 @@ export class Agent {
    * file in force and does nothing when it is unchanged.
    */
   private watch(): void {
-    this.watcher = watch(dirname(this.policyFile), () => {
+    const changed = () => {
       clearTimeout(this.debounce);
       this.debounce = setTimeout(() => this.reload('file changed').catch(() => undefined), this.opts.watchDebounceMs ?? 200);
-    });
+    };
+    this.watcher = watch(dirname(this.policyFile), changed);
     this.watcher.on('error', (err) => this.log.warn({ err: String(err) }, 'cannot watch the policy file; reload with SIGHUP'));
+    // A change between start()'s read and this watch has no event: look once (a hash, unless it changed).
+    changed();
   }
 }
 

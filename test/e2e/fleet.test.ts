@@ -14,7 +14,7 @@ import { join } from 'node:path';
 import { afterAll, beforeAll, expect, it } from 'vitest';
 import { readOnlyReason } from '../../src/controller/source.js';
 import { removePins } from '../../src/kernel/dataplane.js';
-import { AgentProcess, CLI, PinnedReader } from '../helpers/agent.js';
+import { AgentProcess, CLI, PinnedReader, PolicyDir } from '../helpers/agent.js';
 import { ConfigMapVolume } from '../helpers/configmap.js';
 import { testPinDir } from '../helpers/dataplane.js';
 import { describeKernel } from '../helpers/env.js';
@@ -210,6 +210,25 @@ rules:
       expect(agent.logs.find((l) => l.msg.startsWith('adopted pinned maps'))?.adopted).toBe(true);
       expect(reader.slotOf('udp/ingress')).toBe(slot);
       expect(reader.rule(slot).rate_bps).toBe(30_000_000n);
+    });
+
+    it('still follows a plain policy file: an editor\'s atomic rename and an in-place write', async () => {
+      await agent!.kill();
+      const plain = new PolicyDir();
+      try {
+        plain.write(policyText('30mbit'));
+        agent = AgentProcess.start(topo.nsB, plain.path);
+        await agent.applied();
+        // At once: this write may land before the agent watches the directory (it looks again then).
+        plain.write(policyText('25mbit')); // temp file + rename, as editors save
+        await kernelRate(25_000_000n);
+        writeFileSync(plain.path, policyText('15mbit')); // truncate and write in place
+        await kernelRate(15_000_000n);
+        expect(agent.logs.filter((r) => r.msg === 'policy applied' && r.reason === 'file changed').length).toBeGreaterThanOrEqual(2);
+      } finally {
+        await agent.kill();
+        plain.remove();
+      }
     });
 
     it('portshaper mount-bpffs mounts a BPF filesystem where none is, and leaves one that is there', async () => {
