@@ -7,10 +7,20 @@ import { randomUUID } from 'node:crypto';
 import Fastify, { LogController, type FastifyBaseLogger, type FastifyError, type FastifyInstance, type FastifyReply, type FastifyRequest } from 'fastify';
 import type { Logger } from 'pino';
 import type { ShaperService } from './service.js';
-import { ForeignQdiscError, formatDiagnostic, PersistError, PolicyChangeError, PolicyFileInvalidError, PortshaperError, RuleNotFoundError } from '../errors.js';
+import {
+  ForeignQdiscError,
+  formatDiagnostic,
+  PersistError,
+  PolicyChangeError,
+  PolicyFileInvalidError,
+  PolicyReadOnlyError,
+  PortshaperError,
+  RuleNotFoundError,
+} from '../errors.js';
 import type { TokenCheck } from './auth.js';
 import { collectOpenApi } from './openapi.js';
 import { healthRoutes } from './routes/health.js';
+import { metricsRoutes } from './routes/metrics.js';
 import { policyRoutes } from './routes/policy.js';
 import { portRoutes } from './routes/ports.js';
 import { ruleRoutes } from './routes/rules.js';
@@ -90,7 +100,8 @@ export async function buildApp(deps: AppDeps): Promise<FastifyInstance> {
   await app.register(ruleRoutes, { service: deps.service, prefix: '/v1' });
   const sockets = deps.sockets ?? { listening: () => readListeningSockets(), owned: () => readOwnedSockets() };
   await app.register(portRoutes, { service: deps.service, listeners: deps.listeners ?? listenersOn, sockets: sockets.owned, prefix: '/v1' });
-  await app.register(statsRoutes, { service: deps.service, sockets: sockets.listening });
+  await app.register(statsRoutes, { service: deps.service });
+  await app.register(metricsRoutes, { service: deps.service, sockets: sockets.listening });
   await app.register(policyRoutes, { service: deps.service, prefix: '/v1' });
   app.get(
     '/openapi.json',
@@ -117,6 +128,7 @@ function sendError(error: FastifyError, request: FastifyRequest, reply: FastifyR
     return send(400, 'PS_API_INVALID_REQUEST', `invalid ${where}: ${errors.map((e) => `${e.field}: ${e.reason}`).join('; ')}`, errors);
   }
   if (error instanceof RuleNotFoundError) return send(404, error.code, error.message);
+  if (error instanceof PolicyReadOnlyError) return send(409, error.code, error.message);
   if (error instanceof PolicyChangeError) return send(error.conflict ? 409 : 400, error.code, error.message, error.problems);
   if (error instanceof PolicyFileInvalidError) {
     const problems = error.diagnostics.filter((d) => d.severity === 'error').map((d) => ({ field: 'policy file', reason: formatDiagnostic(d) }));

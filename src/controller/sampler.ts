@@ -45,6 +45,8 @@ export class RateSampler {
 
   /** Sample now, then every intervalMs; `also` runs after each sample (other samplers on the same clock). */
   start(intervalMs = 1000, also?: () => void): void {
+    // The API and the metrics listener share one service: one sampler.
+    if (this.timer) return;
     this.also = also;
     this.sample();
     this.timer = setInterval(() => this.sample(), intervalMs);
@@ -53,6 +55,21 @@ export class RateSampler {
 
   stop(): void {
     clearInterval(this.timer);
+    this.timer = undefined;
+  }
+
+  /**
+   * Sums of pass bytes, pass packets, drop bytes, drop packets (in that
+   * order) of the given slots in the latest sample; sampled now when the
+   * timer is not running.
+   */
+  latest(slots: Iterable<number>): [number, number, number, number] {
+    if (!this.timer || !this.samples.length) this.sample();
+    const values = this.samples[this.samples.length - 1]?.values;
+    const sum: [number, number, number, number] = [0, 0, 0, 0];
+    if (!values) return sum;
+    for (const slot of slots) for (let f = 0; f < FIELDS; f++) sum[f as 0 | 1 | 2 | 3] += values[slot * FIELDS + f] ?? 0;
+    return sum;
   }
 
   /** Rates over the sample window for the given slots; a slot whose counters went down (re-used) counts 0. */

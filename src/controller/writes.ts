@@ -14,6 +14,7 @@ import {
   PolicyChangeError,
   PolicyError,
   PolicyFileInvalidError,
+  PolicyReadOnlyError,
   PortshaperError,
   RuleNotFoundError,
   type Diagnostic,
@@ -22,6 +23,7 @@ import {
 import type { ApiSettings, ValidPolicy } from '../policy/index.js';
 import { hashText, type Agent, type ApplyResult } from './agent.js';
 import { deleteRuleText, patchRuleText, putRuleText, writeFileAtomic, type RuleFields } from './persist.js';
+import { isKubeletManaged, readOnlyReason } from './source.js';
 
 /** A write's change to the policy text; `index` is the rule it edits, for field names in errors. */
 export type Edit = (base: { text: string; policy: ValidPolicy }) => { text: string; index?: number };
@@ -100,6 +102,10 @@ export class PolicyWriter {
    * together. A burst of concurrent writes thus costs a few applies, not one each.
    */
   write(reason: string, requestId: string, edit: Edit): Promise<WriteOutcome> {
+    // A file the agent cannot write back is refused before anything is applied (a ConfigMap mount).
+    const path = this.agent.policyPath;
+    const readOnly = readOnlyReason(path);
+    if (readOnly) return Promise.reject(new PolicyReadOnlyError(path, readOnly, isKubeletManaged(path)));
     return new Promise<WriteOutcome>((resolve, reject) => {
       this.pending.push({ reason, requestId, edit, resolve, reject });
       // The first write of a batch schedules its flush; later ones join until it starts. setImmediate

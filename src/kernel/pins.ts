@@ -41,6 +41,11 @@ export type U32MapName = Exclude<MapName, 'ps_clients'>;
 export const MAP_NAMES = Object.keys(MAP_SPECS) as MapName[];
 export const U32_MAP_NAMES = MAP_NAMES.filter((n): n is U32MapName => n !== 'ps_clients');
 
+/** Whether an existing directory is on a bpf filesystem. */
+export function onBpffs(dir: string): boolean {
+  return statfsSync(dir).type === BPF_FS_MAGIC;
+}
+
 /** Make sure dir exists on a bpf filesystem, mounting one if needed. */
 export function ensureBpffs(dir: string): void {
   let probe = dir;

@@ -52,11 +52,11 @@ export class AgentProcess {
     this.exited = new Promise((resolve) => child.on('close', (code, signal) => (live.delete(child), resolve({ code, signal }))));
   }
 
-  /** Start `portshaper agent` inside network namespace ns. */
-  static start(ns: string, policyPath: string, extra: string[] = []): AgentProcess {
+  /** Start `portshaper agent` inside network namespace ns (env: added to the test's environment). */
+  static start(ns: string, policyPath: string, extra: string[] = [], env: Record<string, string> = {}): AgentProcess {
     if (!existsSync(CLI)) throw new Error(`${CLI} is missing: run "make build" first (make test does)`);
     const argv = nsEnterArgv(ns, [process.execPath, CLI, 'agent', '--policy', policyPath, '--log-json', '--stats-interval', '0', ...extra]);
-    const child = spawn(argv[0]!, argv.slice(1), { stdio: ['ignore', 'pipe', 'pipe'] });
+    const child = spawn(argv[0]!, argv.slice(1), { stdio: ['ignore', 'pipe', 'pipe'], env: { ...process.env, ...env } });
     live.add(child);
     return new AgentProcess(child);
   }
