@@ -17,7 +17,7 @@
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { removePins } from '../src/kernel/dataplane.js';
+import { removePins } from '../src/kernel/pins.js';
 import { CLI, PinnedReader } from '../test/helpers/agent.js';
 import { createTopology, nsEnterArgv, run, type Topology } from '../test/helpers/net.js';
 import { runIperf, udpWireBitsPerSecond } from '../test/helpers/traffic.js';

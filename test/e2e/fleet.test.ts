@@ -13,7 +13,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, expect, it } from 'vitest';
 import { readOnlyReason } from '../../src/controller/source.js';
-import { removePins } from '../../src/kernel/dataplane.js';
+import { removePins } from '../../src/kernel/pins.js';
 import { AgentProcess, CLI, PinnedReader, PolicyDir } from '../helpers/agent.js';
 import { ConfigMapVolume } from '../helpers/configmap.js';
 import { testPinDir } from '../helpers/dataplane.js';
