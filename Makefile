@@ -8,7 +8,7 @@ BPF_OBJ := bpf/portshaper.bpf.o
 BPF_SRC := bpf/portshaper.bpf.c bpf/portshaper.h $(wildcard bpf/lib/*.h)
 TS_SRC := $(shell find src -name '*.ts') tsconfig.json package.json
 
-.PHONY: all setup build bpf ts test test-unit run bench demo clean
+.PHONY: all setup build bpf ts test test-unit run bench demo clean image-test
 all: build
 
 setup:
@@ -49,6 +49,11 @@ bench: setup build
 # an unlimited port, the limit lowered through the API halfway.
 demo: setup build
 	npx vite-node scripts/demo.ts
+
+# Build the container image and run it on the real kernel (root; ~5 min cold,
+# ~2 min with the cached base; not part of make test): scripts/image-test.sh.
+image-test: setup build
+	scripts/image-test.sh
 
 test-unit: node_modules/.package-lock.json
 	npx vitest run test/unit

@@ -15,7 +15,8 @@
 import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { applyDesired } from '../src/kernel/apply.js';
-import { DataPlane, removePins } from '../src/kernel/dataplane.js';
+import { DataPlane } from '../src/kernel/dataplane.js';
+import { removePins } from '../src/kernel/pins.js';
 import type { DesiredClientLimit } from '../src/kernel/desired.js';
 import { desiredFrom, type TestRule } from '../test/helpers/dataplane.js';
 import { buildFrame, skbContext } from '../test/helpers/frames.js';

@@ -11,7 +11,8 @@
 import { readFileSync } from 'node:fs';
 import { hostname, release } from 'node:os';
 import { parseArgs } from 'node:util';
-import { DataPlane, removePins } from '../src/kernel/dataplane.js';
+import { DataPlane } from '../src/kernel/dataplane.js';
+import { removePins } from '../src/kernel/pins.js';
 import { missingPrerequisites, prerequisiteMessage } from '../test/helpers/tools.js';
 import { createTopology } from '../test/helpers/net.js';
 import { cleanupAll, onCleanup } from './lib/cleanup.js';

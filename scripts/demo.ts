@@ -12,7 +12,7 @@ import { join } from 'node:path';
 import { AgentProcess, CLI, PinnedReader, PolicyDir } from '../test/helpers/agent.js';
 import { createTopology, nsEnterArgv, run } from '../test/helpers/net.js';
 import { runIperf } from '../test/helpers/traffic.js';
-import { removePins } from '../src/kernel/dataplane.js';
+import { removePins } from '../src/kernel/pins.js';
 
 const SECONDS = 20;
 const CHANGE_AT = 10;

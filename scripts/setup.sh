@@ -11,6 +11,10 @@ PACKAGES=(make clang llvm libbpf-dev libbpf1 bpftool iproute2 iperf3 nftables et
 # it check the libvirt provider's settings; no box or libvirtd needed) and
 # systemd-analyze verify (package systemd, absent from some containers).
 if [[ ${CI:-} == true ]]; then PACKAGES+=(vagrant vagrant-libvirt systemd); fi
+# kubectl, for `kubectl kustomize deploy/kubernetes` in the manifest tests:
+# Debian's kubernetes-client, unless a kubectl is already installed (another
+# package may own /usr/bin/kubectl).
+command -v kubectl >/dev/null || PACKAGES+=(kubernetes-client)
 
 missing=()
 for p in "${PACKAGES[@]}"; do

@@ -226,3 +226,18 @@ export class ForeignQdiscError extends PortshaperError {
     });
   }
 }
+
+/**
+ * An API write was refused because the agent cannot write the policy file
+ * back: it is managed elsewhere (a Kubernetes ConfigMap, a read-only mount).
+ * Checked before anything is applied, so the kernel is untouched (HTTP 409).
+ */
+export class PolicyReadOnlyError extends PortshaperError {
+  constructor(file: string, reason: string, configMap: boolean) {
+    super('PS_POLICY_READONLY', `the policy file ${file} is managed elsewhere: ${reason}; API writes are refused and nothing was applied`, {
+      hint: configMap
+        ? 'change the policy in the ConfigMap (with the shipped manifests: kubectl -n portshaper edit configmap portshaper-policy); kubelet updates the file within its sync period and the agent applies it'
+        : `change ${file} where it is managed and reload the agent (SIGHUP), or give it a writable policy file`,
+    });
+  }
+}

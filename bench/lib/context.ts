@@ -4,10 +4,11 @@
  * shared by the sections (attach where, with which rules).
  */
 import { applyDesired } from '../../src/kernel/apply.js';
-import type { DataPlane, Hooks } from '../../src/kernel/dataplane.js';
+import type { DataPlane } from '../../src/kernel/dataplane.js';
+import type { Hooks } from '../../src/kernel/tc.js';
 import type { DesiredState } from '../../src/kernel/desired.js';
 import { inNetns } from '../../src/kernel/netns.js';
-import type { WritePlan } from '../../src/controller/reconcile.js';
+import type { WritePlan } from '../../src/kernel/reconcile.js';
 import { run, type Topology } from '../../test/helpers/net.js';
 
 /** Shared by every section. */

@@ -60,7 +60,7 @@ export function desiredState(rules: readonly PortRule[], limit: LimitParams, las
 }
 
 /** A policy file with the set, on one interface: what an operator would write. */
-export function policyYaml(rules: readonly PortRule[], ifname: string, rate: string, burst: string): string {
+export function policyYaml(rules: readonly PortRule[], ifname: string, rate: string, burst: string, mode?: string): string {
   const lines = [
     'interfaces:',
     `  - name: ${ifname}`,
@@ -70,6 +70,7 @@ export function policyYaml(rules: readonly PortRule[], ifname: string, rate: str
     '  direction: egress',
     `  rate: ${rate}`,
     `  burst: ${burst}`,
+    ...(mode ? [`  mode: ${mode}`] : []),
     'rules:',
   ];
   for (const r of rules) lines.push(`  - name: ${ruleName(r)}`, `    port: ${r.port}`, `    protocol: ${r.protocol}`);

@@ -6,7 +6,11 @@
  * `tc -batch` of the same u32 filters; and the time to read every rule's
  * counters.
  */
+import { applyPlan } from '../../src/kernel/apply.js';
 import { readCounters } from '../../src/kernel/counters.js';
+import type { DesiredState } from '../../src/kernel/desired.js';
+import { PS } from '../../src/kernel/layout.js';
+import { mirrorOf, reconcileFrom, type KernelMirror } from '../../src/kernel/reconcile.js';
 import { parsePolicy, planPolicy, validatePolicy, type ValidPolicy } from '../../src/policy/index.js';
 import { ensureClsact, nsExec, run } from '../../test/helpers/net.js';
 import { clearRules, ends, setRules, type BenchContext } from '../lib/context.js';
@@ -109,6 +113,17 @@ function operations(ctx: BenchContext): Operation[] {
     return result.policy;
   };
   const validate = (text: string): ValidPolicy => validated(validatePolicy(parsePolicy(text, 'bench.yaml'), env));
+  // mode: police, because 65,536 shaped rules would need more than the 65,533 HTB classes a device holds.
+  const policyText = (rules: readonly PortRule[]) => policyYaml(rules, sender.ifname, RATE.text, BURST.text, 'police');
+  // One rule's rate, alternated between two values so that every repetition changes it.
+  let desired: DesiredState | undefined;
+  let mirror: KernelMirror | undefined;
+  let flip = false;
+  const oneRuleChanged = (): DesiredState => {
+    flip = !flip;
+    const [first, ...rest] = desired!.buckets;
+    return { ...desired!, buckets: [{ ...first!, rateBps: flip ? RATE.bps / 2 : RATE.bps }, ...rest] };
+  };
   const applyPolicy = (policy: ValidPolicy) => {
     slots = [...setRules(ctx.dp, planPolicy(policy)).slots.values()];
   };
@@ -130,7 +145,7 @@ function operations(ctx: BenchContext): Operation[] {
       description: 'portshaper: YAML text → parse → validate → plan → apply to the maps (one process, no attach)',
       async prepare(rules) {
         clearRules(ctx.dp);
-        yaml = policyYaml(rules, sender.ifname, RATE.text, BURST.text);
+        yaml = policyText(rules);
       },
       async timed() {
         const t0 = performance.now();
@@ -153,7 +168,7 @@ function operations(ctx: BenchContext): Operation[] {
       description: 'portshaper: a validated policy → plan → apply (what a REST change or reload runs after validation)',
       async prepare(rules) {
         clearRules(ctx.dp);
-        valid = validate(policyYaml(rules, sender.ifname, RATE.text, BURST.text));
+        valid = validate(policyText(rules));
       },
       async timed() {
         applyPolicy(valid!);
@@ -161,11 +176,47 @@ function operations(ctx: BenchContext): Operation[] {
       async undo() {},
     },
     {
+      id: 'portshaper one-rule change',
+      description: 'portshaper: one rule\'s rate changed with N rules in force → diffed against the mirror of the previous plan → written (what an API change or reload runs after validation and planning)',
+      async prepare(rules) {
+        clearRules(ctx.dp);
+        desired = planPolicy(validate(policyText(rules)));
+        flip = false;
+        mirror = mirrorOf(desired, setRules(ctx.dp, desired), PS.PS_MAX_SLOTS);
+      },
+      async timed() {
+        const { plan, next } = reconcileFrom(mirror!, oneRuleChanged());
+        applyPlan(ctx.dp, plan);
+        mirror = next;
+        if (plan.rules.length !== 1 || plan.portIndexes.length !== 0) throw new Error(`one-rule change wrote ${plan.rules.length} rules, ${plan.portIndexes.length} ports`);
+      },
+      async undo() {
+        clearRules(ctx.dp);
+      },
+    },
+    {
+      id: 'portshaper one-rule change, full reconcile',
+      description: 'portshaper: the same change diffed against a snapshot of the maps (every slot and the 2M-entry port table read), as before the mirror; the first apply after adoption still does this',
+      async prepare(rules) {
+        clearRules(ctx.dp);
+        desired = planPolicy(validate(policyText(rules)));
+        flip = false;
+        setRules(ctx.dp, desired);
+      },
+      async timed() {
+        const plan = setRules(ctx.dp, oneRuleChanged());
+        if (plan.rules.length !== 1) throw new Error(`one-rule change wrote ${plan.rules.length} rules`);
+      },
+      async undo() {
+        clearRules(ctx.dp);
+      },
+    },
+    {
       id: 'portshaper read counters',
       description: 'portshaper: readCounters over every rule slot (batch lookups, per-CPU values summed)',
       async prepare(rules) {
         clearRules(ctx.dp);
-        applyPolicy(validate(policyYaml(rules, sender.ifname, RATE.text, BURST.text)));
+        applyPolicy(validate(policyText(rules)));
       },
       async timed() {
         const got = readCounters(ctx.dp, slots);

@@ -6,16 +6,27 @@
 import { randomUUID } from 'node:crypto';
 import Fastify, { LogController, type FastifyBaseLogger, type FastifyError, type FastifyInstance, type FastifyReply, type FastifyRequest } from 'fastify';
 import type { Logger } from 'pino';
-import type { ShaperService } from '../controller/service.js';
-import { ForeignQdiscError, formatDiagnostic, PersistError, PolicyChangeError, PolicyFileInvalidError, PortshaperError, RuleNotFoundError } from '../errors.js';
+import type { ShaperService } from './service.js';
+import {
+  ForeignQdiscError,
+  formatDiagnostic,
+  PersistError,
+  PolicyChangeError,
+  PolicyFileInvalidError,
+  PolicyReadOnlyError,
+  PortshaperError,
+  RuleNotFoundError,
+} from '../errors.js';
 import type { TokenCheck } from './auth.js';
 import { collectOpenApi } from './openapi.js';
 import { healthRoutes } from './routes/health.js';
+import { metricsRoutes } from './routes/metrics.js';
 import { policyRoutes } from './routes/policy.js';
 import { portRoutes } from './routes/ports.js';
 import { ruleRoutes } from './routes/rules.js';
 import { statsRoutes } from './routes/stats.js';
-import type { ErrorView, FieldError, Listener } from './schemas.js';
+import { BODY_LIMIT, errorBody } from './replies.js';
+import type { FieldError, Listener } from './schemas.js';
 import { listenersOn } from './sockets.js';
 import { readListeningSockets, readOwnedSockets, type ListeningSocket, type OwnedSocket } from './socket-table.js';
 
@@ -34,11 +45,6 @@ export interface AppDeps {
   /** Every listening socket, without and with its process (default: read /proc). */
   sockets?: { listening: () => ListeningSocket[]; owned: () => OwnedSocket[] };
 }
-
-/** Largest request body outside PUT /v1/policy. */
-export const BODY_LIMIT = 64 * 1024;
-/** Largest policy PUT /v1/policy accepts (65,536 rules are ~5 MiB of YAML). */
-export const POLICY_BODY_LIMIT = 32 * 1024 * 1024;
 
 declare module 'fastify' {
   /** Documentation keys of a route schema, copied into /openapi.json (fastify ignores them). */
@@ -94,7 +100,8 @@ export async function buildApp(deps: AppDeps): Promise<FastifyInstance> {
   await app.register(ruleRoutes, { service: deps.service, prefix: '/v1' });
   const sockets = deps.sockets ?? { listening: () => readListeningSockets(), owned: () => readOwnedSockets() };
   await app.register(portRoutes, { service: deps.service, listeners: deps.listeners ?? listenersOn, sockets: sockets.owned, prefix: '/v1' });
-  await app.register(statsRoutes, { service: deps.service, sockets: sockets.listening });
+  await app.register(statsRoutes, { service: deps.service });
+  await app.register(metricsRoutes, { service: deps.service, sockets: sockets.listening });
   await app.register(policyRoutes, { service: deps.service, prefix: '/v1' });
   app.get(
     '/openapi.json',
@@ -103,22 +110,6 @@ export async function buildApp(deps: AppDeps): Promise<FastifyInstance> {
   );
   return app;
 }
-
-/** The one error body every non-2xx response has. */
-export function errorBody(request: FastifyRequest, statusCode: number, code: string, message: string, errors?: FieldError[]): ErrorView {
-  return { statusCode, error: STATUS_TEXT[statusCode] ?? 'Error', code, message, requestId: String(request.id), ...(errors ? { errors } : {}) };
-}
-
-const STATUS_TEXT: Record<number, string> = {
-  400: 'Bad Request',
-  401: 'Unauthorized',
-  404: 'Not Found',
-  409: 'Conflict',
-  413: 'Payload Too Large',
-  415: 'Unsupported Media Type',
-  500: 'Internal Server Error',
-  503: 'Service Unavailable',
-};
 
 /** Map any error to its status and body; 5xx bodies say nothing about internals, the log has it under the request id. */
 function sendError(error: FastifyError, request: FastifyRequest, reply: FastifyReply, log?: Logger): FastifyReply {
@@ -137,6 +128,7 @@ function sendError(error: FastifyError, request: FastifyRequest, reply: FastifyR
     return send(400, 'PS_API_INVALID_REQUEST', `invalid ${where}: ${errors.map((e) => `${e.field}: ${e.reason}`).join('; ')}`, errors);
   }
   if (error instanceof RuleNotFoundError) return send(404, error.code, error.message);
+  if (error instanceof PolicyReadOnlyError) return send(409, error.code, error.message);
   if (error instanceof PolicyChangeError) return send(error.conflict ? 409 : 400, error.code, error.message, error.problems);
   if (error instanceof PolicyFileInvalidError) {
     const problems = error.diagnostics.filter((d) => d.severity === 'error').map((d) => ({ field: 'policy file', reason: formatDiagnostic(d) }));

@@ -14,6 +14,35 @@ export const METRICS_CONTENT_TYPE = 'text/plain; version=0.0.4; charset=utf-8';
 
 type Labels = Record<string, string | number>;
 
+/** Counters of every rule added up, for one direction. */
+export interface DirectionTotals {
+  direction: 'ingress' | 'egress';
+  passedPackets: number;
+  passedBytes: number;
+  droppedPackets: number;
+  droppedBytes: number;
+}
+
+/**
+ * What /metrics shows besides the per-rule views: the policy in force and its
+ * reloads, for fleet-wide views (drift, rejected ConfigMaps), and totals over
+ * every rule, so that capping per-rule series (and the work per scrape) to
+ * maxRules loses no traffic.
+ */
+export interface MetricsState {
+  /** The file in force. */
+  source: string;
+  /** sha256 of its text. */
+  hash: string;
+  reloads: { applied: number; rejected: number; failed: number };
+  lastReloadSuccessful: boolean;
+  /** Rules that get per-rule series (metrics.maxRules). */
+  maxRules: number;
+  /** Rules in the policy in force. */
+  ruleCount: number;
+  totals: DirectionTotals[];
+}
+
 class Exposition {
   private readonly lines: string[] = [];
 
@@ -27,11 +56,41 @@ class Exposition {
   }
 }
 
-/** The /metrics body. */
-export function renderMetrics(rules: RuleView[], stats: StatsView, build: { version: string; layout: number }, sockets: ListeningSocket[] = []): string {
+/**
+ * The /metrics body. Per-rule series (about 16 per rule, times every node)
+ * are kept to the first state.maxRules rules in policy order (the caller
+ * reads only those), so the set of series stays stable between scrapes;
+ * totals over all rules are always there.
+ */
+export function renderMetrics(
+  views: RuleView[],
+  stats: StatsView,
+  build: { version: string; layout: number },
+  state: MetricsState,
+  sockets: ListeningSocket[] = [],
+): string {
   const out = new Exposition();
   out.family('portshaper_build_info', 'gauge', 'Build of the running agent (always 1).', [[{ version: build.version, layout: build.layout }, 1]]);
-  out.family('portshaper_rules', 'gauge', 'Rules in the policy in force.', [[{}, rules.length]]);
+  out.family('portshaper_rules', 'gauge', 'Rules in the policy in force.', [[{}, state.ruleCount]]);
+  out.family('portshaper_policy_info', 'gauge', 'The policy in force: its file and the sha256 of its text (always 1); count by (hash) across nodes shows drift.', [
+    [{ hash: state.hash, source: state.source }, 1],
+  ]);
+  out.family('portshaper_policy_reloads_total', 'counter', 'Policy reloads (a changed file, or SIGHUP), by result: applied, rejected (invalid, the running policy stays), failed (kernel error).', [
+    [{ result: 'applied' }, state.reloads.applied],
+    [{ result: 'rejected' }, state.reloads.rejected],
+    [{ result: 'failed' }, state.reloads.failed],
+  ]);
+  out.family('portshaper_policy_last_reload_successful', 'gauge', '1 when the last policy reload was applied (or none happened), 0 when the file on disk was refused.', [
+    [{}, state.lastReloadSuccessful ? 1 : 0],
+  ]);
+  const rules = views.slice(0, state.maxRules);
+  out.family('portshaper_metrics_rules_omitted', 'gauge', 'Rules left out of the per-rule series by metrics.maxRules (they count in the all-rules totals).', [[{}, state.ruleCount - rules.length]]);
+  const totals = state.totals.flatMap((t) => [
+    { labels: { direction: t.direction, verdict: 'pass' }, packets: t.passedPackets, bytes: t.passedBytes },
+    { labels: { direction: t.direction, verdict: 'drop' }, packets: t.droppedPackets, bytes: t.droppedBytes },
+  ]);
+  out.family('portshaper_all_rules_packets_total', 'counter', 'Packets judged by any rule, by direction and verdict: every rule, also those left out of per-rule series (sampled each second).', totals.map((t) => [t.labels, t.packets]));
+  out.family('portshaper_all_rules_bytes_total', 'counter', 'Wire bytes judged by any rule, by direction and verdict.', totals.map((t) => [t.labels, t.bytes]));
 
   const packets: [Labels, number][] = [];
   const bytes: [Labels, number][] = [];

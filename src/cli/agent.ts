@@ -1,10 +1,14 @@
 /** `portshaper agent`: the node agent in the foreground, systemd-friendly. */
+import { startMetricsServer } from '../api/metrics-server.js';
 import { startApiServer, type ApiServer } from '../api/server.js';
 import { Agent } from '../controller/agent.js';
+import { AgentService } from '../api/service.js';
+import { nodePolicyName } from '../controller/source.js';
 import { preflight } from '../controller/preflight.js';
 import { addCounters, readCounters } from '../kernel/counters.js';
 import { zeroCounters } from '../kernel/layout.js';
 import { formatRate } from '../policy/index.js';
+import { parseListen } from '../policy/validate.js';
 import { createLogger, type Logger } from '../log.js';
 import { parseCommand, UsageError } from './args.js';
 
@@ -26,6 +30,13 @@ Options:
   --detach-on-exit       remove our filters on SIGTERM/SIGINT instead
   --no-api               do not serve the REST API (api: in the policy sets
                          its address, token file and TLS)
+  --metrics-listen HOST:PORT
+                         serve GET /metrics, /healthz and /readyz, without a
+                         token, on this address too (overrides metrics.listen;
+                         on Kubernetes: --metrics-listen=$(NODE_IP):9181)
+  --node-name NAME       read node.NAME.yaml from the policy file's directory
+                         instead of the policy file when it exists (default:
+                         the NODE_NAME environment variable)
   --stats-interval SEC   log each rule's counters and rates every SEC seconds
                          (default 10; 0 turns it off)
   --log-level LEVEL      trace | debug | info | warn | error (default info)
@@ -43,6 +54,8 @@ export async function runAgent(argv: string[]): Promise<number> {
     policy: { type: 'string' },
     'detach-on-exit': { type: 'boolean' },
     'no-api': { type: 'boolean' },
+    'metrics-listen': { type: 'string' },
+    'node-name': { type: 'string' },
     'stats-interval': { type: 'string' },
     'log-level': { type: 'string' },
     'log-json': { type: 'boolean' },
@@ -53,6 +66,13 @@ export async function runAgent(argv: string[]): Promise<number> {
   }
   const statsSeconds = Number(values['stats-interval'] ?? '10');
   if (!Number.isFinite(statsSeconds) || statsSeconds < 0) throw new UsageError(`--stats-interval must be a number of seconds ≥ 0, got "${values['stats-interval']}"`);
+  let metricsListen: { host: string; port: number } | undefined;
+  if (values['metrics-listen'] !== undefined) {
+    const parsed = parseListen(values['metrics-listen']);
+    if (typeof parsed === 'string') throw new UsageError(`--metrics-listen: ${parsed}`);
+    metricsListen = parsed;
+  }
+  const nodeName = values['node-name'] ?? (process.env.NODE_NAME || undefined);
   const log = createLogger({ level: values['log-level'] ?? 'info', json: values['log-json'] ?? false });
   for (const warning of preflight('running the agent')) log.warn(warning);
 
@@ -61,7 +81,7 @@ export async function runAgent(argv: string[]): Promise<number> {
     process.once('SIGTERM', () => resolve('SIGTERM'));
     process.once('SIGINT', () => resolve('SIGINT'));
   });
-  const agent = new Agent({ policyPath: values.policy ?? DEFAULT_POLICY, log });
+  const agent = new Agent({ policyPath: values.policy ?? DEFAULT_POLICY, log, ...(nodeName ? { nodeName } : {}) });
   // SIGHUP's default action kills the process: handle it from the start, and
   // reload once started if one arrived meanwhile (systemctl reload right
   // after start must not stop the agent).
@@ -75,16 +95,23 @@ export async function runAgent(argv: string[]): Promise<number> {
   started = true;
   if (reloadAfterStart) void agent.reload('SIGHUP during start').catch(() => undefined);
   let api: ApiServer | undefined;
-  if (!values['no-api']) {
-    try {
-      api = await startApiServer(agent, log);
-    } catch (err) {
-      // Enforcement stays in place; the operator fixes api: and starts again.
-      await agent.stop();
-      throw err;
-    }
+  let metrics: ApiServer | undefined;
+  const service = new AgentService(agent, log);
+  metricsListen ??= agent.state.policy.metrics.listen;
+  try {
+    if (!values['no-api']) api = await startApiServer(agent, log, service);
+    if (metricsListen) metrics = await startMetricsServer(service, log, metricsListen);
+  } catch (err) {
+    // Enforcement stays in place; the operator fixes the address and starts again.
+    await api?.close();
+    await agent.stop();
+    throw err;
   }
-  log.info({ policy: agent.policyPath }, 'agent running (SIGHUP reloads, SIGTERM stops)');
+  const { path, kind } = agent.policySource;
+  log.info(
+    { policy: path, source: kind, ...(nodeName ? { nodeName, nodeFile: nodePolicyName(nodeName) } : {}) },
+    kind === 'node' ? 'agent running on the per-node policy (SIGHUP reloads, SIGTERM stops)' : 'agent running (SIGHUP reloads, SIGTERM stops)',
+  );
 
   const stats = statsSeconds > 0 ? setInterval(() => logStats(agent, log, statsSeconds), statsSeconds * 1000) : undefined;
   const keepAlive = setInterval(() => undefined, 1 << 30);
@@ -92,6 +119,7 @@ export async function runAgent(argv: string[]): Promise<number> {
   clearInterval(stats);
   clearInterval(keepAlive);
   log.info({ signal }, 'stopping');
+  await metrics?.close();
   await api?.close();
   await agent.stop({ detach: values['detach-on-exit'] ?? false });
   return 0;

@@ -1,5 +1,6 @@
 /** `portshaper detach`: remove everything portshaper attached, optionally its pins too. */
-import { DEFAULT_PIN_DIR, detachPinned, removePins } from '../kernel/dataplane.js';
+import { DEFAULT_PIN_DIR, removePins } from '../kernel/pins.js';
+import { detachPinned } from '../kernel/tc.js';
 import { preflight } from '../controller/preflight.js';
 import { loadPolicyFile } from '../policy/index.js';
 import { parseCommand } from './args.js';

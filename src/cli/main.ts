@@ -10,6 +10,7 @@ import { runAgent } from './agent.js';
 import { runClients } from './clients.js';
 import { ApiUnreachable } from './client.js';
 import { runDetach } from './detach.js';
+import { runMountBpffs } from './mount-bpffs.js';
 import { runPorts } from './ports.js';
 import { runTop } from './top.js';
 import { runRm } from './rm.js';
@@ -34,6 +35,7 @@ Commands:
   clients NAME            the busiest clients of a rule with per-client limits
   ports                   listening ports: process, address, rules, rates, drops, flags
   top                     live view of the busiest ports (limited or not)
+  mount-bpffs [DIR]       mount a BPF filesystem on DIR (/sys/fs/bpf) unless one is there
 
 Run "portshaper <command> --help" for a command's options.
 
@@ -55,6 +57,7 @@ const COMMANDS: Record<string, (argv: string[]) => Promise<number>> = {
   clients: runClients,
   ports: runPorts,
   top: runTop,
+  'mount-bpffs': runMountBpffs,
 };
 
 /** Map an error to the documented exit code and print it for a human. */

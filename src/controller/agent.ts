@@ -6,7 +6,7 @@
  */
 import { createHash } from 'node:crypto';
 import { readFileSync, watch, type FSWatcher } from 'node:fs';
-import { basename, dirname, resolve } from 'node:path';
+import { dirname, resolve } from 'node:path';
 import type { Logger } from 'pino';
 import { formatDiagnostic, PolicyError, type Diagnostic } from '../errors.js';
 import { applyPlan, snapshot } from '../kernel/apply.js';
@@ -16,11 +16,15 @@ import type { DesiredBucket, DesiredState } from '../kernel/desired.js';
 import { ifNameToIndex } from '../kernel/libc.js';
 import { readPolicyText, parsePolicy, planPolicy, validatePolicy, type ValidPolicy } from '../policy/index.js';
 import { InterfaceSync } from './interfaces.js';
-import { isNoop, reconcile, type WritePlan } from './reconcile.js';
+import { PS } from '../kernel/layout.js';
+import { isNoop, mirrorOf, reconcile, reconcileFrom, type KernelMirror, type WritePlan } from '../kernel/reconcile.js';
 import { classPlan } from './shaping.js';
+import { resolvePolicySource, type PolicySource } from './source.js';
 
 export interface AgentOptions {
   policyPath: string;
+  /** With a node name, node.<name>.yaml beside policyPath is read instead when it exists (NODE_NAME on a fleet). */
+  nodeName?: string;
   log: Logger;
   /** BPF object to load (default: the one shipped with the package). */
   objectPath?: string;
@@ -50,6 +54,15 @@ export interface AgentState {
   hash: string;
 }
 
+/** Outcomes of reloads, of a changed file or on SIGHUP (exported as portshaper_policy_reloads_total). */
+export interface ReloadCounts {
+  applied: number;
+  /** The policy was invalid: the running one stayed in force. */
+  rejected: number;
+  /** Applying it failed (kernel error). */
+  failed: number;
+}
+
 /** The state for an applied plan, with what readers derive from it computed once. */
 export function agentState(policy: ValidPolicy, desired: DesiredState, slots: Map<string, number>, hash: string): AgentState {
   const bucketsByRule = new Map<string, DesiredBucket[]>();
@@ -61,19 +74,31 @@ export function agentState(policy: ValidPolicy, desired: DesiredState, slots: Ma
   return { policy, desired, slots, bucketsByRule, hash };
 }
 
+/** A performed write plan, and the mirror of the kernel it leaves (the base of the next diff). */
+export type Enforced = WritePlan & { mirror: KernelMirror };
+
 /**
- * Bring the kernel to a desired state: reconcile against the maps, then HTB
- * classes before any rule points a packet at them (a foreign root qdisc is
- * refused here, before anything changes), rules and ports, attachments, and
- * last the classes no rule uses any more. Returns the writes performed.
+ * Bring the kernel to a desired state: diff against the mirror of the
+ * previous apply (or, with none, against a snapshot read from the maps: the
+ * first apply after adoption), then HTB classes before any rule points a
+ * packet at them (a foreign root qdisc is refused here, before anything
+ * changes), rules and ports, attachments, and last the classes no rule uses
+ * any more. Returns the writes performed and the new mirror.
  */
-export function enforce(dp: DataPlane, ifaces: InterfaceSync, desired: DesiredState, force: boolean): WritePlan {
-  const plan = reconcile(desired, snapshot(dp));
+export function enforce(dp: DataPlane, ifaces: InterfaceSync, desired: DesiredState, force: boolean, mirror?: KernelMirror): Enforced {
+  let plan: WritePlan;
+  let next: KernelMirror;
+  if (mirror) {
+    ({ plan, next } = reconcileFrom(mirror, desired));
+  } else {
+    plan = reconcile(desired, snapshot(dp));
+    next = mirrorOf(desired, plan, PS.PS_MAX_SLOTS);
+  }
   const classes = classPlan(desired, plan.classes);
   ifaces.prepareShaping(desired.interfaces, classes);
   applyPlan(dp, plan);
   ifaces.sync(desired.interfaces, classes, force);
-  return plan;
+  return { ...plan, mirror: next };
 }
 
 /** Policy source for validation: interfaces are looked up in this network namespace. */
@@ -83,16 +108,37 @@ export class Agent {
   private dp: DataPlane | undefined;
   private ifaces: InterfaceSync | undefined;
   private current: AgentState | undefined;
+  /** What the maps hold after the last apply; dropped when an apply fails, so the next one reads the maps again. */
+  private mirror: KernelMirror | undefined;
   private pollTimer: NodeJS.Timeout | undefined;
   private watcher: FSWatcher | undefined;
   private debounce: NodeJS.Timeout | undefined;
   private queue: Promise<unknown> = Promise.resolve();
-  readonly policyPath: string;
+  /** The configured policy file (the per-node file, when one is in force, sits beside it). */
+  readonly policyFile: string;
+  private source: PolicySource;
   private readonly log: Logger;
+  /** Reloads so far, by outcome. */
+  readonly reloads: ReloadCounts = { applied: 0, rejected: 0, failed: 0 };
+  /** Whether the last reload was applied (false: the file on disk was refused and the previous policy stays). */
+  lastReloadSuccessful = true;
+  /** The file and content last refused: not refused again at each later event in its directory. */
+  private refused: { path: string; hash: string } | undefined;
 
   constructor(private readonly opts: AgentOptions) {
-    this.policyPath = resolve(opts.policyPath);
+    this.policyFile = resolve(opts.policyPath);
+    this.source = resolvePolicySource(this.policyFile, opts.nodeName);
     this.log = opts.log;
+  }
+
+  /** The policy file in force: API writes edit it. */
+  get policyPath(): string {
+    return this.source.path;
+  }
+
+  /** The policy file in force and why it was chosen. */
+  get policySource(): PolicySource {
+    return this.source;
   }
 
   /** The loaded data plane (after start). */
@@ -114,7 +160,8 @@ export class Agent {
 
   /** Load the policy (invalid: throw), load or adopt the data plane, apply, attach, start watching. */
   async start(): Promise<ApplyResult> {
-    const { policy, warnings, hash } = await this.load();
+    const { policy, warnings, hash, source } = await this.load();
+    this.source = source;
     for (const w of warnings) this.log.warn(formatDiagnostic(w));
     this.dp = DataPlane.open({ pinDir: policy.pinDir, objectPath: this.opts.objectPath, clientTable: policy.clientTable });
     if (this.dp.clientTable !== policy.clientTable) {
@@ -129,6 +176,7 @@ export class Agent {
       this.dp.adopted ? 'adopted pinned maps: credit and counters carry on' : 'created pinned maps',
     );
     this.ifaces = new InterfaceSync(this.dp, this.log);
+    this.mirror = undefined;
     const result = this.apply(policy, hash, true);
     // Failures are logged by serialize(); the timer just tries again.
     this.pollTimer = setInterval(() => this.serialize(async () => this.ifaces?.poll()).catch(() => undefined), this.opts.interfacePollMs ?? 500);
@@ -143,18 +191,45 @@ export class Agent {
    */
   reload(reason: string): Promise<ApplyResult | undefined> {
     return this.serialize(async () => {
-      // An API write has already applied what it wrote: hashing is enough to see that, without parsing again.
-      if (reason === 'file changed' && this.current && hashFile(this.policyPath) === this.current.hash) return undefined;
+      // An API write has already applied what it wrote, and most directory events change nothing:
+      // hashing is enough to see that, without parsing again.
+      const next = resolvePolicySource(this.policyFile, this.opts.nodeName);
+      if (reason === 'file changed') {
+        const hash = hashFile(next.path);
+        if (this.current && next.path === this.source.path && hash === this.current.hash) return undefined;
+        // An invalid file is logged once, not at every write of an editor's swap file beside it.
+        if (this.refused && this.refused.path === next.path && this.refused.hash === hash) return undefined;
+      }
       let loaded;
       try {
         loaded = await this.load();
       } catch (err) {
-        if (!(err instanceof PolicyError)) throw err;
-        this.log.error({ reason, file: this.policyPath, errors: err.diagnostics.map(formatDiagnostic) }, 'policy rejected; the running policy stays in force');
+        this.lastReloadSuccessful = false;
+        if (!(err instanceof PolicyError)) {
+          this.reloads.failed++;
+          throw err;
+        }
+        this.reloads.rejected++;
+        this.refused = { path: next.path, hash: hashFile(next.path) };
+        this.log.error({ reason, file: next.path, errors: err.diagnostics.map(formatDiagnostic) }, 'policy rejected; the running policy stays in force');
         return undefined;
       }
       for (const w of loaded.warnings) this.log.warn(formatDiagnostic(w));
-      return this.apply(loaded.policy, loaded.hash, false, reason);
+      if (loaded.source.path !== this.source.path) {
+        this.log.info({ from: this.source.path, to: loaded.source.path, kind: loaded.source.kind }, 'policy source changed');
+      }
+      let result: ApplyResult;
+      try {
+        result = this.apply(loaded.policy, loaded.hash, false, reason, loaded.source);
+      } catch (err) {
+        this.lastReloadSuccessful = false;
+        this.reloads.failed++;
+        throw err;
+      }
+      this.reloads.applied++;
+      this.lastReloadSuccessful = true;
+      this.refused = undefined;
+      return result;
     });
   }
 
@@ -176,8 +251,8 @@ export class Agent {
   }
 
   /** Validate policy text exactly as the file is validated; throws PolicyError with every diagnostic. */
-  validateText(text: string): { policy: ValidPolicy; warnings: Diagnostic[] } {
-    const { policy, diagnostics } = validatePolicy(parsePolicy(text, this.policyPath), policyEnv);
+  validateText(text: string, file = this.policyPath): { policy: ValidPolicy; warnings: Diagnostic[] } {
+    const { policy, diagnostics } = validatePolicy(parsePolicy(text, file), policyEnv);
     if (policy === undefined) throw new PolicyError(diagnostics);
     return { policy, warnings: diagnostics };
   }
@@ -189,25 +264,37 @@ export class Agent {
    * Call inside serialize().
    */
   applyPolicy(policy: ValidPolicy, hash: string, reason: string): ApplyResult {
-    return this.apply(policy, hash, false, reason);
+    const result = this.apply(policy, hash, false, reason);
+    // The service only writes over a file that validates: what is on disk is in force again.
+    this.lastReloadSuccessful = true;
+    return result;
   }
 
-  /** Read the file once: the hash must be of the very text that was validated. */
-  private async load(): Promise<{ policy: ValidPolicy; warnings: Diagnostic[]; hash: string }> {
-    const text = await readPolicyText(this.policyPath);
-    return { ...this.validateText(text), hash: hashText(text) };
+  /** Read the file in force once: the hash must be of the very text that was validated. */
+  private async load(): Promise<{ policy: ValidPolicy; warnings: Diagnostic[]; hash: string; source: PolicySource }> {
+    const source = resolvePolicySource(this.policyFile, this.opts.nodeName);
+    const text = await readPolicyText(source.path);
+    return { ...this.validateText(text, source.path), hash: hashText(text), source };
   }
 
-  private apply(policy: ValidPolicy, hash: string, force: boolean, reason = 'start'): ApplyResult {
+  private apply(policy: ValidPolicy, hash: string, force: boolean, reason = 'start', source = this.source): ApplyResult {
     const dp = this.dataPlane;
     if (this.current && policy.pinDir !== this.current.policy.pinDir) {
       this.log.warn({ running: this.current.policy.pinDir, file: policy.pinDir }, 'pinDir changes take effect at the next agent start');
     }
     const t0 = process.hrtime.bigint();
     const desired = planPolicy(policy);
-    const plan = enforce(dp, this.ifaces!, desired, force);
+    let plan: Enforced;
+    try {
+      plan = enforce(dp, this.ifaces!, desired, force, this.mirror);
+    } catch (err) {
+      this.mirror = undefined;
+      throw err;
+    }
+    this.mirror = plan.mirror;
     const ms = Number(process.hrtime.bigint() - t0) / 1e6;
     this.current = agentState(policy, desired, plan.slots, hash);
+    this.source = source;
     const result = {
       buckets: desired.buckets.length,
       ruleWrites: plan.rules.length,
@@ -215,7 +302,7 @@ export class Agent {
       released: plan.release.length,
       ms: Math.round(ms * 100) / 100,
     };
-    this.log.info({ reason, rules: policy.rules.length, ...result, changed: !isNoop(plan) }, 'policy applied');
+    this.log.info({ reason, source: source.path, rules: policy.rules.length, ...result, changed: !isNoop(plan) }, 'policy applied');
     return result;
   }
 
@@ -226,15 +313,23 @@ export class Agent {
     return next;
   }
 
-  /** Watch the policy's directory, so editors that write a new file and rename it are seen too. */
+  /**
+   * Watch the policy's directory, and react to any event in it: editors write
+   * a new file and rename it over the old one; kubelet updates a ConfigMap by
+   * writing a `..<timestamp>` directory and renaming `..data_tmp` over `..data`,
+   * events none of which names the policy file (policy.yaml is a symlink
+   * through ..data); a per-node file may appear or go. reload() hashes the
+   * file in force and does nothing when it is unchanged.
+   */
   private watch(): void {
-    const name = basename(this.policyPath);
-    this.watcher = watch(dirname(this.policyPath), (_event, file) => {
-      if (file !== null && file !== name) return;
+    const changed = () => {
       clearTimeout(this.debounce);
       this.debounce = setTimeout(() => this.reload('file changed').catch(() => undefined), this.opts.watchDebounceMs ?? 200);
-    });
+    };
+    this.watcher = watch(dirname(this.policyFile), changed);
     this.watcher.on('error', (err) => this.log.warn({ err: String(err) }, 'cannot watch the policy file; reload with SIGHUP'));
+    // A change between start()'s read and this watch has no event: look once (a hash, unless it changed).
+    changed();
   }
 }
 

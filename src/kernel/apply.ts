@@ -3,7 +3,7 @@
  * of the maps, lets the pure reconciler compute the writes, performs them in
  * the order that never leaves a port pointing at a half-written rule.
  */
-import { reconcile, type KernelSnapshot, type WritePlan } from '../controller/reconcile.js';
+import { reconcile, type KernelSnapshot, type WritePlan } from './reconcile.js';
 import type { DataPlane } from './dataplane.js';
 import type { DesiredState } from './desired.js';
 import { PS, psClientCfg, psRule, type PsClientCfg, type PsRule } from './layout.js';

@@ -56,6 +56,31 @@ export function readCounters(dp: DataPlane, slots: Iterable<number>): Map<number
   return out;
 }
 
+/** Byte offset of a ps_counters field in one CPU's value. */
+export function counterOffset(field: keyof PsCounters): number {
+  return psCounters.fields.find((f) => f.name === field)!.offset;
+}
+
+/**
+ * Sum some u64 fields of per-CPU ps_counters values into numbers, without a
+ * BigInt per value per CPU: raw holds slot s at s * stride, one
+ * roundup(size, 8) share per CPU; out gets, for the i-th slot of `slots`,
+ * the sum of field k at out[i * offsets.length + k]. Numbers are exact up to
+ * 2^53 (8 PiB), past any counter of a running host.
+ */
+export function sumCounterFields(raw: Buffer, stride: number, cpus: number, slots: ArrayLike<number>, offsets: readonly number[], out: Float64Array): void {
+  const step = roundUp8(psCounters.size);
+  const width = offsets.length;
+  for (let i = 0; i < slots.length; i++) {
+    const base = slots[i]! * stride;
+    for (let k = 0; k < width; k++) {
+      let sum = 0;
+      for (let cpu = 0, at = base + offsets[k]!; cpu < cpus; cpu++, at += step) sum += raw.readUInt32LE(at) + raw.readUInt32LE(at + 4) * 0x1_0000_0000;
+      out[i * width + k] = sum;
+    }
+  }
+}
+
 /** Bucket state of a slot (for tests and diagnostics). */
 export function readBucket(dp: DataPlane, slot: number): PsBucket | null {
   const raw = dp.maps.ps_buckets.get(slot);

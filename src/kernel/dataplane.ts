@@ -1,114 +1,44 @@
 /**
- * The loaded data plane: the BPF object with its maps pinned under bpffs,
- * attachment to tc clsact hooks, and typed access to every map.
+ * The loaded data plane: the BPF object with its maps pinned under bpffs
+ * (pins.ts), attached to tc clsact hooks (tc.ts), and typed access to
+ * every map.
  *
  * Opening adopts existing pins (credit and counters survive an agent restart
  * or upgrade) after checking that they carry our layout version.
  */
-import { existsSync, mkdirSync, statfsSync, unlinkSync, readdirSync, rmdirSync } from 'node:fs';
+import { existsSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { PinLayoutError, PortshaperError } from '../errors.js';
 import {
-  BPF_TC_EGRESS,
-  BPF_TC_INGRESS,
   type BpfObject,
-  type TcFilterId,
-  type TcHookPoint,
-  closeFd,
   closeObject,
   findMap,
   findProgram,
   loadObject,
-  lookupElem,
   mapFd,
-  mapInfo,
   type MappedMap,
   mmapMap,
-  mountBpffs,
-  objGet,
   openObject,
   possibleCpus,
   programFd,
   setInitialValue,
   setMaxEntries,
   setPinPath,
-  tcAttach,
-  tcDetach,
-  tcEnsureClsact,
-  tcQuery,
   testRun,
   type TestRunResult,
   updateElem,
 } from './libbpf.js';
-import {
-  PS,
-  psBucket,
-  psClient,
-  psClientCfg,
-  psClientKey,
-  psCounters,
-  psGlobal,
-  psIface,
-  psMeta,
-  psPortTraffic,
-  psRule,
-  type PsIface,
-  type PsMeta,
-} from './layout.js';
+import { PS, psIface, psMeta, psRule, type PsIface, type PsMeta } from './layout.js';
 import { U32Map, roundUp8, u32 } from './maps.js';
-import { removeHtbRoot } from './qdisc.js';
+import { DEFAULT_PIN_DIR, ensureBpffs, MAP_NAMES, MAP_SPECS, pinnedEntries, readPinnedMeta, U32_MAP_NAMES, type U32MapName } from './pins.js';
+import { attachedFilters, attachFilters, detachFilters, type Hooks } from './tc.js';
 
 /** Bytes per ps_ports element in the kernel (array values are rounded up to 8). */
 const PORT_ELEM = 8;
 
-/** Where pins live unless configured otherwise. */
-export const DEFAULT_PIN_DIR = '/sys/fs/bpf/portshaper';
-
 /** The compiled object, next to the package: bpf/portshaper.bpf.o. */
 export const DEFAULT_OBJECT_PATH = join(dirname(fileURLToPath(import.meta.url)), '..', '..', 'bpf', 'portshaper.bpf.o');
-
-/**
- * Our filter on every clsact hook: a fixed handle ("PS") and priority so we
- * find, replace and remove exactly our own filter and never anyone else's.
- * Priority 0x5053 runs before filters added with tc's default (49152) and
- * after tools that claim the first priorities.
- */
-export const TC_FILTER: TcFilterId = { handle: 0x5053, priority: 0x5053 };
-
-const BPF_FS_MAGIC = 0xcafe4a11;
-
-/**
- * Every map of portshaper.bpf.c, pinned at <pinDir>/<name>: the one table of
- * their shapes, used to open them, to check pins before adopting them, and
- * to read pins without loading the program.
- */
-const MAP_SPECS = {
-  ps_ports: { keySize: 4, valueSize: 4, perCpu: false, maxEntries: PS.PS_PORT_TABLE_SIZE },
-  ps_rules: { keySize: 4, valueSize: psRule.size, perCpu: false, maxEntries: PS.PS_MAX_SLOTS },
-  ps_buckets: { keySize: 4, valueSize: psBucket.size, perCpu: false, maxEntries: PS.PS_MAX_SLOTS },
-  ps_counters: { keySize: 4, valueSize: psCounters.size, perCpu: true, maxEntries: PS.PS_MAX_SLOTS },
-  ps_client_cfg: { keySize: 4, valueSize: psClientCfg.size, perCpu: false, maxEntries: PS.PS_MAX_CLIENT_RULES },
-  ps_ifaces: { keySize: 4, valueSize: psIface.size, perCpu: false, maxEntries: PS.PS_MAX_IFACES },
-  ps_global: { keySize: 4, valueSize: psGlobal.size, perCpu: true, maxEntries: PS.PS_MAX_IFACES * 2 },
-  ps_meta: { keySize: 4, valueSize: psMeta.size, perCpu: false, maxEntries: 1 },
-  ps_unmatched: { keySize: 4, valueSize: psPortTraffic.size, perCpu: true, maxEntries: PS.PS_UNMATCHED_SIZE },
-  // Sized by the policy (clientTable) when created: maxEntries 0 = any.
-  ps_clients: { keySize: psClientKey.size, valueSize: psClient.size, perCpu: false, maxEntries: 0 },
-} as const;
-type MapName = keyof typeof MAP_SPECS;
-/** The maps with u32 keys, reached through U32Map. */
-type U32MapName = Exclude<MapName, 'ps_clients'>;
-
-/** Map names; each is pinned at <pinDir>/<name>. */
-export const MAP_NAMES = Object.keys(MAP_SPECS) as MapName[];
-const U32_MAP_NAMES = MAP_NAMES.filter((n): n is U32MapName => n !== 'ps_clients');
-
-/** The hooks of one interface. */
-export interface Hooks {
-  ingress: boolean;
-  egress: boolean;
-}
 
 export interface OpenOptions {
   /** The compiled BPF object (default: the one shipped in bpf/). */
@@ -119,68 +49,6 @@ export interface OpenOptions {
   testClock?: boolean;
   /** Entries of the per-client table when it is created (pinned tables keep their size). */
   clientTable?: number;
-}
-
-/** Make sure dir exists on a bpf filesystem, mounting one if needed. */
-export function ensureBpffs(dir: string): void {
-  let probe = dir;
-  while (!existsSync(probe)) probe = dirname(probe);
-  if (statfsSync(probe).type !== BPF_FS_MAGIC) {
-    // The usual case is a host where nobody mounted /sys/fs/bpf; mount it
-    // there so other BPF tools see our pins too. Otherwise mount at dir.
-    const target = dir === '/sys/fs/bpf' || dir.startsWith('/sys/fs/bpf/') ? '/sys/fs/bpf' : dir;
-    mkdirSync(target, { recursive: true });
-    mountBpffs(target);
-  }
-  mkdirSync(dir, { recursive: true });
-}
-
-/**
- * Open a pinned map of ours, after checking with the kernel that its key and
- * value sizes are the ones this build reads: a pin from another layout must
- * be refused, never read into a buffer sized for ours.
- */
-function openPinnedMap(pinDir: string, name: MapName): number {
-  const spec = MAP_SPECS[name];
-  const fd = objGet(join(pinDir, name));
-  const info = mapInfo(fd, join(pinDir, name));
-  if (info.keySize !== spec.keySize || info.valueSize !== spec.valueSize || (spec.maxEntries !== 0 && info.maxEntries !== spec.maxEntries)) {
-    closeFd(fd);
-    throw new PinLayoutError(
-      pinDir,
-      `unknown (${name} has ${info.keySize}-byte keys and ${info.valueSize}-byte values, ${info.maxEntries} entries)`,
-      PS.PS_LAYOUT_VERSION,
-    );
-  }
-  return fd;
-}
-
-/** max_entries of a pinned map of ours (after the shape check). */
-function pinnedEntries(pinDir: string, name: MapName): number {
-  const fd = openPinnedMap(pinDir, name);
-  try {
-    return mapInfo(fd, join(pinDir, name)).maxEntries;
-  } finally {
-    closeFd(fd);
-  }
-}
-
-/**
- * Check every existing pin's shape, then read the layout record: null if
- * there are no pins. A partial set (a crash while pinning) is fine: libbpf
- * pins the missing maps.
- */
-function readPinnedMeta(pinDir: string): PsMeta | null {
-  for (const name of MAP_NAMES) if (existsSync(join(pinDir, name))) closeFd(openPinnedMap(pinDir, name));
-  if (!existsSync(join(pinDir, 'ps_meta'))) return null;
-  const fd = openPinnedMap(pinDir, 'ps_meta');
-  try {
-    const value = Buffer.alloc(psMeta.size);
-    if (!lookupElem(fd, u32(0), value, 'ps_meta[0]')) return null;
-    return psMeta.decode(value);
-  } finally {
-    closeFd(fd);
-  }
 }
 
 /** A loaded portshaper object with its pinned maps. */
@@ -284,30 +152,21 @@ export class DataPlane {
   }
 
   /**
-   * Attach our filter to the chosen hooks of an interface, creating the clsact
-   * qdisc if absent; an existing filter of ours is replaced atomically (no
-   * moment without enforcement). Register the interface first (setInterface).
+   * Attach our filter to the chosen hooks of an interface (see attachFilters
+   * in tc.ts). Register the interface first (setInterface).
    */
   attach(ifindex: number, ifname: string, hooks: Hooks): void {
-    tcEnsureClsact(ifindex, ifname);
-    if (hooks.ingress) tcAttach(ifindex, BPF_TC_INGRESS, TC_FILTER, this.programs.ingress, `tc ingress of ${ifname}`);
-    if (hooks.egress) tcAttach(ifindex, BPF_TC_EGRESS, TC_FILTER, this.programs.egress, `tc egress of ${ifname}`);
-    if (!hooks.ingress) tcDetach(ifindex, BPF_TC_INGRESS, TC_FILTER, `tc ingress of ${ifname}`);
-    if (!hooks.egress) tcDetach(ifindex, BPF_TC_EGRESS, TC_FILTER, `tc egress of ${ifname}`);
+    attachFilters(ifindex, ifname, this.programs, hooks);
   }
 
   /** Remove our filters from an interface (only ours; the qdisc and others' filters stay). */
   detach(ifindex: number, ifname: string): void {
-    tcDetach(ifindex, BPF_TC_INGRESS, TC_FILTER, `tc ingress of ${ifname}`);
-    tcDetach(ifindex, BPF_TC_EGRESS, TC_FILTER, `tc egress of ${ifname}`);
+    detachFilters(ifindex, ifname);
   }
 
   /** Program ids of our filters on an interface (0 where none is attached). */
   attached(ifindex: number, ifname: string): { ingress: number; egress: number } {
-    return {
-      ingress: tcQuery(ifindex, BPF_TC_INGRESS, TC_FILTER, `tc ingress of ${ifname}`),
-      egress: tcQuery(ifindex, BPF_TC_EGRESS, TC_FILTER, `tc egress of ${ifname}`),
-    };
+    return attachedFilters(ifindex, ifname);
   }
 
   /** Registered interfaces: ifindex → profile and counter row. */
@@ -381,57 +240,3 @@ export class DataPlane {
     closeObject(this.obj);
   }
 }
-
-/**
- * Remove our filters (and our HTB root qdisc, so the kernel's default comes
- * back) from every interface registered in the pinned maps and forget the
- * registrations, without loading a program. Returns the ifindexes detached.
- * Interfaces are looked up in the calling network namespace.
- */
-export function detachPinned(pinDir: string): number[] {
-  if (!existsSync(join(pinDir, 'ps_ifaces'))) return [];
-  const ifaces = new U32Map(openPinnedMap(pinDir, 'ps_ifaces'), { name: 'ps_ifaces', ...MAP_SPECS.ps_ifaces, cpus: 1 });
-  try {
-    const { keys, count } = ifaces.readAll();
-    const done: number[] = [];
-    for (const ifindex of keys.subarray(0, count)) {
-      tcDetach(ifindex, BPF_TC_INGRESS, TC_FILTER, `tc ingress of ifindex ${ifindex}`);
-      tcDetach(ifindex, BPF_TC_EGRESS, TC_FILTER, `tc egress of ifindex ${ifindex}`);
-      removeHtbRoot(ifindex, `ifindex ${ifindex}`);
-      ifaces.delete(ifindex);
-      done.push(ifindex);
-    }
-    return done;
-  } finally {
-    ifaces.close();
-  }
-}
-
-/**
- * Remove every pin under pinDir (counters and credit are lost). Used by
- * "detach --purge" and by tests; refuses anything that is not ours.
- */
-export function removePins(pinDir: string): void {
-  if (!existsSync(pinDir)) return;
-  const names = readdirSync(pinDir).filter((n) => !BPFFS_OWN.has(n));
-  for (const name of names) {
-    if (!(MAP_NAMES as readonly string[]).includes(name)) {
-      throw new PortshaperError('PS_PIN_FOREIGN', `${join(pinDir, name)} is not a portshaper pin; not removing ${pinDir}`, {
-        hint: 'choose a pin directory used only by portshaper',
-      });
-    }
-  }
-  for (const name of names) unlinkSync(join(pinDir, name));
-  try {
-    rmdirSync(pinDir);
-  } catch (err) {
-    // A bpffs mounted on the pin directory itself stays (EBUSY), with its own entries.
-    const code = (err as NodeJS.ErrnoException).code;
-    if (code !== 'EBUSY' && code !== 'ENOTEMPTY') throw err;
-  }
-}
-
-/** Entries the kernel creates at the root of every bpffs mount (BPF preload iterators). */
-const BPFFS_OWN = new Set(['maps.debug', 'progs.debug']);
-
-export type { TcHookPoint };

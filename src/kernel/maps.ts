@@ -61,11 +61,13 @@ export class U32Map {
   /**
    * Read every element (at most `limit`) with batch syscalls. Returns keys
    * and values packed (values[i * stride ...]). For arrays, keys 0..limit-1.
+   * `into` lends buffers to read into (a reader called every second then
+   * allocates nothing); they must hold `limit` elements.
    */
-  readAll(limit = this.shape.maxEntries): { keys: Uint32Array; values: Buffer; count: number } {
+  readAll(limit = this.shape.maxEntries, into?: { keys: Buffer; values: Buffer }): { keys: Uint32Array; values: Buffer; count: number } {
     const max = Math.min(limit, this.shape.maxEntries);
-    const keys = Buffer.alloc(4 * max);
-    const values = Buffer.alloc(this.stride * max);
+    const keys = into && into.keys.length >= 4 * max ? into.keys : Buffer.alloc(4 * max);
+    const values = into && into.values.length >= this.stride * max ? into.values : Buffer.alloc(this.stride * max);
     const token = Buffer.alloc(4);
     const next = Buffer.alloc(4);
     let total = 0;

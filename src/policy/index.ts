@@ -7,7 +7,7 @@ export { loadPolicyFile, readPolicyText } from './load.js';
 export { parsePolicy, type ParsedPolicy, type Position } from './parse.js';
 export { planPolicy } from './plan.js';
 export { policyJsonSchema } from './schema.js';
-export type { ApiSettings, PolicyEnv, PolicyInterface, PolicyRule, RuleDirection, RuleProtocol, ValidPolicy } from './types.js';
+export type { ApiSettings, MetricsSettings, PolicyEnv, PolicyInterface, PolicyRule, RuleDirection, RuleProtocol, ValidPolicy } from './types.js';
 export {
   DEFAULT_BURST,
   formatRate,

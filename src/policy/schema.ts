@@ -307,6 +307,30 @@ export const POLICY_SPEC: KeySpec = {
         },
       },
     },
+    metrics: {
+      type: 'object',
+      description: 'Prometheus metrics and health checks.',
+      keys: {
+        listen: {
+          type: 'string',
+          pattern: '^(\\[[0-9A-Fa-f:.]+\\]|[A-Za-z0-9.-]+):[0-9]{1,5}$',
+          description:
+            'host:port of a second listener serving only GET /metrics, /healthz and /readyz, without a token ' +
+            '(off when absent): lets Prometheus and probes reach the agent on the node\'s address while the API ' +
+            'and its writes stay on loopback. "portshaper agent --metrics-listen" overrides it.',
+          hint: 'write host:port such as "0.0.0.0:9181" or "[::]:9181"',
+        },
+        maxRules: {
+          type: 'integer',
+          minimum: 0,
+          maximum: 1_000_000,
+          default: 200,
+          description:
+            'Rules with their own series in /metrics (about 16 each), in policy order; the rest only count in ' +
+            'the all-rules totals, and portshaper_metrics_rules_omitted says how many were left out.',
+        },
+      },
+    },
     defaults: {
       type: 'object',
       description: 'Values for rule keys that a rule leaves out (any rule key but name, port and interfaces).',

@@ -31,6 +31,14 @@ export interface ApiSettings {
   tls?: { cert: string; key: string };
 }
 
+/** Settings of /metrics and of its own listener. */
+export interface MetricsSettings {
+  /** The metrics-only listener; undefined = off. */
+  listen?: { host: string; port: number };
+  /** Rules with per-rule series. */
+  maxRules: number;
+}
+
 /** One rule with its defaults applied. */
 export interface PolicyRule {
   name: string;
@@ -84,6 +92,7 @@ export interface ValidPolicy {
   clientTable: number;
   interfaces: PolicyInterface[];
   api: ApiSettings;
+  metrics: MetricsSettings;
   rules: PolicyRule[];
 }
 

@@ -14,7 +14,7 @@ import { assignProfiles } from './profiles.js';
 import { POLICY_SPEC, RULE_KEYS } from './schema.js';
 import { childPath, Findings, shapeDocument } from './shape.js';
 import { suggestion } from './suggest.js';
-import type { ApiSettings, ClientLimit, PolicyEnv, PolicyInterface, PolicyRule, RuleDirection, RuleMode, RuleProtocol, ValidPolicy } from './types.js';
+import type { ApiSettings, ClientLimit, MetricsSettings, PolicyEnv, PolicyInterface, PolicyRule, RuleDirection, RuleMode, RuleProtocol, ValidPolicy } from './types.js';
 import {
   DEFAULT_BURST,
   DEFAULT_HORIZON,
@@ -51,15 +51,17 @@ export function validatePolicy(parsed: ParsedPolicy, env: PolicyEnv): Validation
   const raw = shapeDocument(parsed, POLICY_SPEC, findings) as RawPolicy;
   const interfaces = checkInterfaces(raw.interfaces ?? [], env, findings);
   const api = checkApi(raw.api ?? {}, findings);
+  const metrics = checkMetrics(raw.metrics ?? {}, findings);
   const rules = checkRules(raw.rules ?? [], raw.defaults ?? {}, interfaces, findings);
   checkAcrossRules(rules, interfaces, findings);
   const diagnostics = sortByPosition([...parsed.diagnostics, ...findings.diagnostics]);
-  if (diagnostics.some((d) => d.severity === 'error') || api === undefined) return { diagnostics };
+  if (diagnostics.some((d) => d.severity === 'error') || api === undefined || metrics === undefined) return { diagnostics };
   const policy: ValidPolicy = {
     pinDir: raw.pinDir ?? String(POLICY_SPEC.keys?.pinDir?.default),
     clientTable: raw.clientTable ?? Number(POLICY_SPEC.keys?.clientTable?.default),
     interfaces,
     api,
+    metrics,
     rules: rules.flatMap((r) => (r.rule ? [r.rule] : [])),
   };
   return { policy, diagnostics };
@@ -78,6 +80,11 @@ interface RawApi {
   tokenFile?: string;
   readsOpen?: boolean;
   tls?: { cert?: string; key?: string };
+}
+
+interface RawMetrics {
+  listen?: string;
+  maxRules?: number;
 }
 
 interface RawRule {
@@ -111,6 +118,7 @@ interface RawPolicy {
   clientTable?: number;
   interfaces?: (RawInterface | undefined)[];
   api?: RawApi;
+  metrics?: RawMetrics;
   defaults?: RawRule;
   rules?: (RawRule | undefined)[];
 }
@@ -178,8 +186,19 @@ function checkApi(raw: RawApi, findings: Findings): ApiSettings | undefined {
   };
 }
 
+function checkMetrics(raw: RawMetrics, findings: Findings): MetricsSettings | undefined {
+  const maxRules = raw.maxRules ?? Number(POLICY_SPEC.keys?.metrics?.keys?.maxRules?.default);
+  if (raw.listen === undefined) return { maxRules };
+  const listen = parseListen(raw.listen);
+  if (typeof listen === 'string') {
+    findings.error('metrics.listen', findings.valueAt('metrics.listen'), `metrics.listen: ${listen}`);
+    return undefined;
+  }
+  return { listen, maxRules };
+}
+
 /** host:port (the key table checked the outline) → parts, or what is wrong with it. */
-function parseListen(text: string): { host: string; port: number } | string {
+export function parseListen(text: string): { host: string; port: number } | string {
   const cut = text.lastIndexOf(':');
   const hostText = text.slice(0, cut);
   const port = Number(text.slice(cut + 1));

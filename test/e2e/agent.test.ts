@@ -6,7 +6,7 @@
  * veth is deleted and created again. Pinned maps are read independently.
  */
 import { afterAll, beforeAll, expect, it } from 'vitest';
-import { removePins } from '../../src/kernel/dataplane.js';
+import { removePins } from '../../src/kernel/pins.js';
 import { describeKernel } from '../helpers/env.js';
 import { testPinDir } from '../helpers/dataplane.js';
 import { AgentProcess, PinnedReader, PolicyDir } from '../helpers/agent.js';

@@ -14,7 +14,7 @@ import { readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { parse } from 'yaml';
 import { afterAll, beforeAll, expect, it } from 'vitest';
-import { removePins } from '../../src/kernel/dataplane.js';
+import { removePins } from '../../src/kernel/pins.js';
 import { AgentProcess, CLI, PinnedReader, PolicyDir } from '../helpers/agent.js';
 import { testPinDir } from '../helpers/dataplane.js';
 import { describeKernel, isCI, which } from '../helpers/env.js';

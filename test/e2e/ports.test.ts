@@ -10,7 +10,7 @@
 import { existsSync, readFileSync, writeFileSync } from 'node:fs';
 import { afterAll, beforeAll, expect, it } from 'vitest';
 import type { PortEntry, PortsView } from '../../src/api/ports-schemas.js';
-import { removePins } from '../../src/kernel/dataplane.js';
+import { removePins } from '../../src/kernel/pins.js';
 import { progStats, nsPerRun } from '../../bench/lib/bpfstats.js';
 import { AgentProcess, CLI, PolicyDir } from '../helpers/agent.js';
 import { testPinDir } from '../helpers/dataplane.js';

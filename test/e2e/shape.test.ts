@@ -5,7 +5,7 @@
  * carry on); detaching restores the device's default root qdisc.
  */
 import { afterAll, beforeAll, expect, it } from 'vitest';
-import { removePins } from '../../src/kernel/dataplane.js';
+import { removePins } from '../../src/kernel/pins.js';
 import { describeKernel } from '../helpers/env.js';
 import { testPinDir } from '../helpers/dataplane.js';
 import { AgentProcess, CLI, PinnedReader, PolicyDir } from '../helpers/agent.js';

@@ -7,7 +7,7 @@ import { spawn, type ChildProcess } from 'node:child_process';
 import { existsSync, mkdtempSync, readFileSync, renameSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { bucketKeyHash } from '../../src/controller/reconcile.js';
+import { bucketKeyHash } from '../../src/kernel/reconcile.js';
 import { PS, psCounters, psRule, type PsCounters, type PsRule } from '../../src/kernel/layout.js';
 import { objGet, possibleCpus } from '../../src/kernel/libbpf.js';
 import { U32Map } from '../../src/kernel/maps.js';
@@ -52,11 +52,11 @@ export class AgentProcess {
     this.exited = new Promise((resolve) => child.on('close', (code, signal) => (live.delete(child), resolve({ code, signal }))));
   }
 
-  /** Start `portshaper agent` inside network namespace ns. */
-  static start(ns: string, policyPath: string, extra: string[] = []): AgentProcess {
+  /** Start `portshaper agent` inside network namespace ns (env: added to the test's environment). */
+  static start(ns: string, policyPath: string, extra: string[] = [], env: Record<string, string> = {}): AgentProcess {
     if (!existsSync(CLI)) throw new Error(`${CLI} is missing: run "make build" first (make test does)`);
     const argv = nsEnterArgv(ns, [process.execPath, CLI, 'agent', '--policy', policyPath, '--log-json', '--stats-interval', '0', ...extra]);
-    const child = spawn(argv[0]!, argv.slice(1), { stdio: ['ignore', 'pipe', 'pipe'] });
+    const child = spawn(argv[0]!, argv.slice(1), { stdio: ['ignore', 'pipe', 'pipe'], env: { ...process.env, ...env } });
     live.add(child);
     return new AgentProcess(child);
   }

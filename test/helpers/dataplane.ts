@@ -7,7 +7,8 @@ import { enforce } from '../../src/controller/agent.js';
 import { InterfaceSync } from '../../src/controller/interfaces.js';
 import { formatDiagnostic } from '../../src/errors.js';
 import { readClients, readCounters } from '../../src/kernel/counters.js';
-import { DataPlane, removePins } from '../../src/kernel/dataplane.js';
+import { DataPlane } from '../../src/kernel/dataplane.js';
+import { removePins } from '../../src/kernel/pins.js';
 import { inNetns } from '../../src/kernel/netns.js';
 import { parsePolicy, planPolicy, validatePolicy } from '../../src/policy/index.js';
 

@@ -10,7 +10,9 @@ import { join } from 'node:path';
 import { afterAll, beforeAll, expect, it } from 'vitest';
 import { applyDesired } from '../../src/kernel/apply.js';
 import { readCounters } from '../../src/kernel/counters.js';
-import { DataPlane, TC_FILTER, removePins } from '../../src/kernel/dataplane.js';
+import { DataPlane } from '../../src/kernel/dataplane.js';
+import { MAP_NAMES, removePins } from '../../src/kernel/pins.js';
+import { TC_FILTER } from '../../src/kernel/tc.js';
 import { psMeta, PS } from '../../src/kernel/layout.js';
 import { inNetns } from '../../src/kernel/netns.js';
 import { PinLayoutError } from '../../src/errors.js';
@@ -106,7 +108,7 @@ describeKernel('attach on tc clsact (veth in a private namespace)', () => {
       again.close();
       expect(again.adopted, 'pins on the new mount are adopted').toBe(true);
       expect(statfsSync(dir).type, 'filesystem type of the pin directory').toBe(0xcafe4a11);
-      expect(readdirSync(dir).filter((n) => n.startsWith('ps_')).sort()).toEqual(['ps_buckets', 'ps_counters', 'ps_global', 'ps_ifaces', 'ps_meta', 'ps_ports', 'ps_rules']);
+      expect(readdirSync(dir).filter((n) => n.startsWith('ps_')).sort(), 'every map pinned').toEqual([...MAP_NAMES].sort());
       removePins(dir);
     } finally {
       await run('umount', [dir], { allowFailure: true });

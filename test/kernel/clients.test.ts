@@ -8,7 +8,8 @@
 import { afterAll, beforeAll, expect, it } from 'vitest';
 import { applyDesired } from '../../src/kernel/apply.js';
 import { readBucket, readClients, readCounters } from '../../src/kernel/counters.js';
-import { DataPlane, removePins } from '../../src/kernel/dataplane.js';
+import { DataPlane } from '../../src/kernel/dataplane.js';
+import { removePins } from '../../src/kernel/pins.js';
 import type { DesiredClientLimit } from '../../src/kernel/desired.js';
 import { describeKernel } from '../helpers/env.js';
 import { desiredFrom, openTestDataPlane, type TestRule } from '../helpers/dataplane.js';
@@ -31,7 +32,7 @@ describeKernel('packet, connection and per-client limits over simulated time', (
   const slots = new Map<string, number>();
   const ctx = skbContext({ ifindex: LO });
 
-  const udp = (port: number, src = 1, ip: 4 | 6 = 4) => buildFrame({ ip, l4: 'udp', dport: port, src, payload: 1000 - (ip === 4 ? 42 : 62) });
+  const udp = (port: number, src: number | Buffer = 1, ip: 4 | 6 = 4) => buildFrame({ ip, l4: 'udp', dport: port, src, payload: 1000 - (ip === 4 ? 42 : 62) });
   const tcp = (port: number, flags: number) => buildFrame({ ip: 4, l4: 'tcp', dport: port, tcpFlags: flags, payload: 1000 - 54 });
   const send = (frame: Buffer) => t.dp.testRun('ingress', frame, ctx).retval;
   const burst = (frame: Buffer, n: number) => Array.from({ length: n }, () => send(frame));

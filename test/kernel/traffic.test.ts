@@ -7,7 +7,8 @@
 import { afterAll, beforeAll, expect, it } from 'vitest';
 import { applyDesired } from '../../src/kernel/apply.js';
 import { readCounters } from '../../src/kernel/counters.js';
-import { DataPlane, removePins } from '../../src/kernel/dataplane.js';
+import { DataPlane } from '../../src/kernel/dataplane.js';
+import { removePins } from '../../src/kernel/pins.js';
 import { inNetns } from '../../src/kernel/netns.js';
 import { describeKernel } from '../helpers/env.js';
 import { desiredFrom, testPinDir, type TestRule } from '../helpers/dataplane.js';

@@ -1,6 +1,6 @@
 /** The pure diff between a desired state and a kernel snapshot. */
 import { describe, expect, it } from 'vitest';
-import { bucketKeyHash, isNoop, reconcile, type KernelSnapshot, type WritePlan } from '../../src/controller/reconcile.js';
+import { bucketKeyHash, isNoop, mirrorOf, reconcile, reconcileFrom, type KernelMirror, type KernelSnapshot, type WritePlan } from '../../src/kernel/reconcile.js';
 import { CapacityError } from '../../src/errors.js';
 import { PS, portIndex } from '../../src/kernel/layout.js';
 import { desiredFrom, type TestRule } from '../helpers/dataplane.js';
@@ -133,5 +133,95 @@ describe('reconcile: HTB classes of shaped buckets', () => {
     const minors = [...reconcile(desiredFrom(many), empty()).classes.values()];
     expect(minors).not.toContain(0x5053);
     expect(Math.max(...minors), `${0x5054} classes end at 0x5055`).toBe(0x5055);
+  });
+});
+
+describe('reconcileFrom (incremental, against the mirror of the previous plan)', () => {
+  /** A deterministic pseudo-random sequence (mulberry32), so a failure replays. */
+  function random(seed: number): () => number {
+    let a = seed;
+    return () => {
+      a = (a + 0x6d2b79f5) | 0;
+      let t = Math.imul(a ^ (a >>> 15), 1 | a);
+      t = (t + Math.imul(t ^ (t >>> 7), 61 | t)) ^ t;
+      return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
+    };
+  }
+
+  /** A random policy of up to 12 rules over a few ports, so changes collide with what is there. */
+  function randomRules(next: () => number): TestRule[] {
+    const pick = <T>(xs: readonly T[]): T => xs[Math.floor(next() * xs.length)]!;
+    const rules: TestRule[] = [];
+    const taken = new Set<string>();
+    const count = Math.floor(next() * 12);
+    for (let i = 0; i < count; i++) {
+      const from = 1 + Math.floor(next() * 40);
+      const range = next() < 0.3;
+      const [lo, hi] = [from, range ? from + Math.floor(next() * 4) : from];
+      const port: TestRule['port'] = range ? [lo, hi] : lo;
+      const protocol = pick(['tcp', 'udp'] as const);
+      const direction = pick(['ingress', 'egress'] as const);
+      const claims = Array.from({ length: hi - lo + 1 }, (_, k) => `${protocol}/${direction}/${lo + k}`);
+      if (claims.some((c) => taken.has(c))) continue;
+      claims.forEach((c) => taken.add(c));
+      rules.push({
+        name: `r${Math.floor(next() * 16)}-${i}`,
+        port,
+        protocol,
+        direction,
+        rateBps: pick([1e6, 2e6, 10e6]),
+        burstNs: 1e8,
+        mode: pick(['police', 'monitor', 'shape'] as const),
+        perPort: range && next() < 0.5,
+        ...(next() < 0.3 ? { pktCostNs: pick([1e6, 2e6]), pktBurstNs: 1e8 } : {}),
+        ...(next() < 0.3 ? { client: { ...CLIENT, rateBps: pick([1e6, 2e6]) } } : {}),
+      });
+    }
+    return rules;
+  }
+
+  const CLIENT = { rateBps: 1e6, burstNs: 1e8, ecnNs: 0, pktCostNs: 0, pktBurstNs: 0, synCostNs: 0, synBurstNs: 0, ipv6Prefix: 64 };
+
+  it('computes the same plan as reconcile() against a snapshot, over 150 random changes', () => {
+    const next = random(1);
+    let kernel = empty();
+    let mirror: KernelMirror | undefined;
+    for (let step = 0; step < 150; step++) {
+      const desired = desiredFrom(randomRules(next));
+      const full = reconcile(desired, kernel);
+      if (mirror === undefined) {
+        mirror = mirrorOf(desired, full, kernel.maxSlots);
+      } else {
+        const { plan, next: after } = reconcileFrom(mirror, desired);
+        expect(plan.slots, `step ${step}: slots`).toEqual(full.slots);
+        expect(plan.classes, `step ${step}: classes`).toEqual(full.classes);
+        expect(plan.rules, `step ${step}: rule writes`).toEqual(full.rules);
+        expect(plan.release, `step ${step}: released slots`).toEqual(full.release);
+        expect([...plan.portIndexes], `step ${step}: port indexes`).toEqual([...full.portIndexes]);
+        expect([...plan.portSlots], `step ${step}: port slots`).toEqual([...full.portSlots]);
+        expect(plan.clientCfg, `step ${step}: per-client limits`).toEqual(full.clientCfg);
+        expect(plan.clientCfgRemove, `step ${step}: per-client limits removed`).toEqual(full.clientCfgRemove);
+        mirror = after;
+      }
+      kernel = applied(kernel, full);
+    }
+  });
+
+  it('changes only the changed rule among 65,536, without building the port table', () => {
+    const rules: TestRule[] = Array.from({ length: 65_536 }, (_, i) => ({
+      name: `r${i}`,
+      port: (i % 65_535) + 1,
+      protocol: i < 65_535 ? 'tcp' : 'udp',
+      direction: 'egress',
+      rateBps: 100e6,
+      burstNs: 3e8,
+      mode: 'police',
+    }));
+    const desired = desiredFrom(rules);
+    const mirror = mirrorOf(desired, reconcile(desired, empty()), PS.PS_MAX_SLOTS);
+    rules[7] = { ...rules[7]!, rateBps: 20e6 };
+    const { plan } = reconcileFrom(mirror, desiredFrom(rules));
+    expect(plan.rules).toEqual([{ slot: 8, fresh: false, rule: expect.objectContaining({ rate_bps: 20_000_000n }) }]);
+    expect(plan.portIndexes.length + plan.release.length).toBe(0);
   });
 });

@@ -1,6 +1,6 @@
 /** /healthz (the process answers) and /readyz (program attached and maps reachable on every interface). */
 import type { FastifyPluginAsync } from 'fastify';
-import type { ShaperService } from '../../controller/service.js';
+import type { ShaperService } from '../service.js';
 import { HealthView, ReadyView } from '../schemas.js';
 
 export const healthRoutes: FastifyPluginAsync<{ service: ShaperService }> = async (app, { service }) => {

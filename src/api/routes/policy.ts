@@ -1,8 +1,8 @@
 /** /v1/policy: the policy file (YAML or JSON), and replacing it whole. */
 import type { FastifyPluginAsync } from 'fastify';
-import type { ShaperService } from '../../controller/service.js';
+import type { ShaperService } from '../service.js';
 import { policyTextOf } from '../../controller/persist.js';
-import { POLICY_BODY_LIMIT } from '../app.js';
+import { POLICY_BODY_LIMIT } from '../replies.js';
 import { ApplyView, ErrorView, PolicyView } from '../schemas.js';
 
 const YAML_TYPES = ['application/yaml', 'application/x-yaml', 'text/yaml'];

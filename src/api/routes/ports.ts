@@ -4,8 +4,8 @@
  * their counters, and who listens on it here.
  */
 import type { FastifyPluginAsync } from 'fastify';
-import type { ShaperService } from '../../controller/service.js';
-import { ephemeralRange, joinPorts } from '../../controller/ports.js';
+import type { ShaperService } from '../service.js';
+import { ephemeralRange, joinPorts } from '../ports.js';
 import { PortsQuery, PortsView } from '../ports-schemas.js';
 import { PortParams, PortView, type Listener } from '../schemas.js';
 import type { OwnedSocket } from '../socket-table.js';

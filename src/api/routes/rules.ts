@@ -1,7 +1,7 @@
 /** /v1/rules: every rule with counters and observed rates; read, create or replace, change, remove one. */
 import type { FastifyPluginAsync, preValidationHookHandler } from 'fastify';
-import type { ShaperService } from '../../controller/service.js';
-import { errorBody } from '../app.js';
+import type { ShaperService } from '../service.js';
+import { errorBody } from '../replies.js';
 import { ClientsQuery, ClientsView, ErrorView, RuleBody, RuleList, RuleNameParams, RulePatch, RuleView } from '../schemas.js';
 
 const WRITE_ERRORS = { 400: ErrorView, 401: ErrorView, 409: ErrorView, 413: ErrorView, 415: ErrorView, 500: ErrorView };

@@ -1,5 +1,5 @@
 /** An in-memory ShaperService for route tests: no agent, no kernel. */
-import type { ShaperService } from '../../../src/controller/service.js';
+import type { ShaperService } from '../../../src/api/service.js';
 import type { ApplyView, PolicyView, ReadyView, RuleBody, RulePatch, RuleView, StatsView } from '../../../src/api/schemas.js';
 import { PolicyChangeError, RuleNotFoundError } from '../../../src/errors.js';
 import { formatRate, parseRate } from '../../../src/policy/index.js';
@@ -30,8 +30,8 @@ export class FakeService implements ShaperService {
     this.getRule(name);
     return { rule: name, clients: 1, added: 3, evicted: 2, by: query.by, top: [{ address: '198.18.0.9', direction: 'ingress' as const, passedPackets: 5, passedBytes: 7000, droppedPackets: 1, droppedBytes: 1400, idleSeconds: 0.5 }].slice(0, query.top) };
   }
-  listRules(): RuleView[] {
-    return [...this.rules.values()];
+  listRules(limit?: number): RuleView[] {
+    return [...this.rules.values()].slice(0, limit);
   }
   getRule(name: string): RuleView {
     const r = this.rules.get(name);
@@ -75,6 +75,10 @@ export class FakeService implements ShaperService {
   }
   policy(): PolicyView & { text: string } {
     return { file: '/etc/portshaper/policy.yaml', sha256: 'ab', inForce: true, policy: { interfaces: [{ name: 'eth0' }], rules: [] }, text: this.policyText };
+  }
+  metricsState() {
+    const totals = [{ direction: 'ingress' as const, passedPackets: 10 * this.rules.size, passedBytes: 15_000 * this.rules.size, droppedPackets: 2 * this.rules.size, droppedBytes: 3000 * this.rules.size }];
+    return { source: '/etc/portshaper/policy.yaml', hash: 'ab', reloads: { applied: 1, rejected: 2, failed: 0 }, lastReloadSuccessful: false, maxRules: 200, ruleCount: this.rules.size, totals };
   }
   async replacePolicy(text: string): Promise<ApplyView> {
     this.fail();

@@ -5,7 +5,7 @@ import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { loadOrCreateToken, TokenCheck } from '../../../src/api/auth.js';
 import { deleteRuleText, patchRuleText, policyTextOf, putRuleText, writeFileAtomic } from '../../../src/controller/persist.js';
-import { changeError } from '../../../src/controller/service.js';
+import { changeError } from '../../../src/controller/writes.js';
 import { parsePolicy, validatePolicy } from '../../../src/policy/index.js';
 
 const POLICY = `# top comment

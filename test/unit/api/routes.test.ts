@@ -1,7 +1,8 @@
 /** Every route and status code through app.inject(), with a fake service (no agent, no kernel, no port opened). */
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import type { FastifyInstance } from 'fastify';
-import { buildApp, BODY_LIMIT } from '../../../src/api/app.js';
+import { buildApp } from '../../../src/api/app.js';
+import { BODY_LIMIT } from '../../../src/api/replies.js';
 import { TokenCheck } from '../../../src/api/auth.js';
 import { PersistError, PolicyFileInvalidError } from '../../../src/errors.js';
 import { FakeService } from './fake.js';

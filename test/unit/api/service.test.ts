@@ -9,8 +9,8 @@ import { join } from 'node:path';
 import pino from 'pino';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { agentState, hashText, type Agent } from '../../../src/controller/agent.js';
-import { AgentService } from '../../../src/controller/service.js';
-import { PersistError, PolicyChangeError, PolicyError, PolicyFileInvalidError, RuleNotFoundError } from '../../../src/errors.js';
+import { AgentService } from '../../../src/api/service.js';
+import { PersistError, PolicyChangeError, PolicyError, PolicyFileInvalidError, PolicyReadOnlyError, RuleNotFoundError } from '../../../src/errors.js';
 import { parsePolicy, planPolicy, validatePolicy, type ValidPolicy } from '../../../src/policy/index.js';
 
 const POLICY = `# kept
@@ -101,6 +101,29 @@ describe('AgentService writes', () => {
     expect(applied.map((a) => a.rules)).toEqual([['web=1000000'], ['web=10000000']]);
     expect(applied[1]?.reason).toMatch(/^rollback of requests r1/);
     expect(agent.state.hash).toBe(before);
+    expect(readFileSync(path, 'utf8')).toBe(POLICY);
+  });
+
+  it('refuses every write on a ConfigMap key before applying anything (PS_POLICY_READONLY)', async () => {
+    const { mkdirSync, renameSync, symlinkSync } = await import('node:fs');
+    mkdirSync(join(dir, '..2026_12_02_12_00_00.1'));
+    renameSync(path, join(dir, '..2026_12_02_12_00_00.1', 'policy.yaml'));
+    symlinkSync('..2026_12_02_12_00_00.1', join(dir, '..data'));
+    symlinkSync('..data/policy.yaml', path);
+    const { agent, applied } = standIn(path);
+    const service = new AgentService(agent as unknown as Agent, pino({ level: 'silent' }));
+    for (const write of [
+      () => service.patchRule('web', { rate: '1mbit' }, 'r1'),
+      () => service.putRule('new', { port: 81, rate: '1mbit' }, 'r2'),
+      () => service.deleteRule('web', 'r3'),
+      () => service.replacePolicy('interfaces:\n  - name: eth0\n', 'r4'),
+    ]) {
+      const err = await write().catch((e: unknown) => e);
+      expect(err).toBeInstanceOf(PolicyReadOnlyError);
+      expect((err as PolicyReadOnlyError).code).toBe('PS_POLICY_READONLY');
+      expect((err as PolicyReadOnlyError).message).toMatch(/kubectl -n portshaper edit configmap portshaper-policy/);
+    }
+    expect(applied, 'nothing applied, not even a rollback').toEqual([]);
     expect(readFileSync(path, 'utf8')).toBe(POLICY);
   });
 });

@@ -4,7 +4,7 @@
  * ephemeral ports, and the three flags; the unmatched-traffic sampler's rates.
  */
 import { describe, expect, it } from 'vitest';
-import { joinPorts, UnmatchedSampler } from '../../../src/controller/ports.js';
+import { joinPorts, UnmatchedSampler } from '../../../src/api/ports.js';
 import type { OwnedSocket } from '../../../src/api/socket-table.js';
 import type { UnmatchedRow } from '../../../src/kernel/unmatched.js';
 import { fakeRule } from '../api/fake.js';

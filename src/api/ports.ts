@@ -5,9 +5,9 @@
  * unmatched traffic (ps_unmatched) into rates. The join is pure.
  */
 import { readFileSync } from 'node:fs';
-import type { PortEntry, PortFlag, PortListener, PortTraffic, UnmatchedTraffic } from '../api/ports-schemas.js';
-import type { RuleView } from '../api/schemas.js';
-import type { OwnedSocket } from '../api/socket-table.js';
+import type { PortEntry, PortFlag, PortListener, PortTraffic, UnmatchedTraffic } from './ports-schemas.js';
+import type { RuleView } from './schemas.js';
+import type { OwnedSocket } from './socket-table.js';
 import type { UnmatchedRow } from '../kernel/unmatched.js';
 
 type Direction = 'ingress' | 'egress';

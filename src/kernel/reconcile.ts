@@ -8,9 +8,9 @@
  * slot (with its credit and counters) of every bucket it still wants.
  */
 import { CapacityError, PortshaperError } from '../errors.js';
-import type { DesiredBucket, DesiredState } from '../kernel/desired.js';
-import { PS, portIndex, type PsClientCfg, type PsRule } from '../kernel/layout.js';
-import { classId, PS_HTB_MAJOR } from '../kernel/qdisc.js';
+import type { DesiredBucket, DesiredClientLimit, DesiredPortRange, DesiredState } from './desired.js';
+import { PS, portIndex, type PsClientCfg, type PsRule } from './layout.js';
+import { classId, PS_HTB_MAJOR } from './qdisc.js';
 
 /** What the kernel holds, as far as reconciling needs it. */
 export interface KernelSnapshot {
@@ -296,4 +296,201 @@ export function isNoop(plan: WritePlan): boolean {
     plan.clientCfg.length === 0 &&
     plan.clientCfgRemove.length === 0
   );
+}
+
+/**
+ * What the kernel's ps_rules and ps_ports hold after a plan was applied,
+ * kept in memory so that the next change is diffed against the previous plan
+ * instead of read back: a change then costs one pass over the desired
+ * buckets and ranges plus what changed, never a scan of the PS_MAX_SLOTS
+ * rules or the 2M-entry port table. Valid only while nothing else writes
+ * those maps (one agent per host); the agent drops it when an apply fails.
+ */
+export interface KernelMirror {
+  /** Bucket key → the desired bucket in the kernel. */
+  buckets: Map<string, DesiredBucket>;
+  /** rangeKey → the port range in the kernel. */
+  ranges: Map<string, DesiredPortRange>;
+  /** Bucket key → slot. */
+  slots: Map<string, number>;
+  /** Shaped bucket key → HTB class minor. */
+  classes: Map<string, number>;
+  /** Key hash of every bucket in the kernel → its key (the hash is what a restart adopts slots by). */
+  hashes: Map<bigint, string>;
+  maxSlots: number;
+}
+
+/** Identity of a port range and of the bucket it leads to: equal keys mean equal ps_ports entries. */
+function rangeKey(r: DesiredPortRange): string {
+  return `${r.profile}/${r.direction}/${r.protocol}/${r.side}/${r.from}/${r.to}/${r.perPort ? 'per-port' : 'shared'}/${r.bucket}`;
+}
+
+/** Same ps_rule value, given the same slot and class. */
+function sameBucket(a: DesiredBucket, b: DesiredBucket): boolean {
+  return (
+    a.rateBps === b.rateBps &&
+    a.burstNs === b.burstNs &&
+    a.mode === b.mode &&
+    a.ecnNs === b.ecnNs &&
+    a.horizonNs === b.horizonNs &&
+    a.pktCostNs === b.pktCostNs &&
+    a.pktBurstNs === b.pktBurstNs &&
+    a.synCostNs === b.synCostNs &&
+    a.synBurstNs === b.synBurstNs &&
+    (a.client === undefined) === (b.client === undefined)
+  );
+}
+
+/** Same ps_client_cfg value (both absent counts as the same). */
+function sameClient(a: DesiredClientLimit | undefined, b: DesiredClientLimit | undefined): boolean {
+  if (a === undefined || b === undefined) return a === b;
+  return sameFields(a, b);
+}
+
+/** The mirror of the kernel once a plan computed by reconcile() for `desired` has been applied. */
+export function mirrorOf(desired: DesiredState, plan: WritePlan, maxSlots: number): KernelMirror {
+  return {
+    buckets: new Map(desired.buckets.map((b) => [b.key, b])),
+    ranges: new Map(desired.ports.map((r) => [rangeKey(r), r])),
+    slots: plan.slots,
+    classes: plan.classes,
+    hashes: new Map(desired.buckets.map((b) => [bucketKeyHash(b.key), b.key])),
+    maxSlots,
+  };
+}
+
+/**
+ * The writes from a mirrored kernel state to `desired`, and the mirror once
+ * they are applied: the plan reconcile() computes against a snapshot of that
+ * state (same slots, classes and order), from the difference of the plans.
+ */
+export function reconcileFrom(mirror: KernelMirror, desired: DesiredState): { plan: WritePlan; next: KernelMirror } {
+  const buckets = new Map<string, DesiredBucket>();
+  const slots = new Map<string, number>();
+  const fresh: DesiredBucket[] = [];
+  const rules: RuleWrite[] = [];
+  // Buckets that keep their slot; the ps_rule of those whose parameters changed is rewritten below.
+  const kept: DesiredBucket[] = [];
+  for (const bucket of desired.buckets) {
+    if (buckets.has(bucket.key)) {
+      throw new PortshaperError('PS_PLAN_INCONSISTENT', `bucket "${bucket.key}" is defined twice`, { hint: 'rename one of the rules' });
+    }
+    buckets.set(bucket.key, bucket);
+    const slot = mirror.slots.get(bucket.key);
+    if (slot === undefined) fresh.push(bucket);
+    else {
+      slots.set(bucket.key, slot);
+      kept.push(bucket);
+    }
+  }
+  const gone: string[] = [];
+  for (const key of mirror.slots.keys()) if (!buckets.has(key)) gone.push(key);
+  const release = gone.map((key) => mirror.slots.get(key)!).sort((a, b) => a - b);
+
+  let hashes = mirror.hashes;
+  if (fresh.length || gone.length) {
+    hashes = new Map(hashes);
+    for (const key of gone) hashes.delete(bucketKeyHash(key));
+    for (const bucket of fresh) {
+      const hash = bucketKeyHash(bucket.key);
+      const clash = hashes.get(hash);
+      if (clash !== undefined) {
+        throw new PortshaperError('PS_PLAN_INCONSISTENT', `bucket keys "${clash}" and "${bucket.key}" collide`, { hint: 'rename one of the rules' });
+      }
+      hashes.set(hash, bucket.key);
+    }
+  }
+
+  // Classes as assignClasses() gives them: a bucket that stays shaped keeps its minor; new shaped buckets
+  // (new, or shaping now) take the lowest minors no staying bucket holds.
+  const classes = new Map<string, number>();
+  const used = new Set<number>();
+  const waiting: string[] = [];
+  for (const bucket of desired.buckets) {
+    if (bucket.mode !== 'shape') continue;
+    const minor = mirror.classes.get(bucket.key);
+    if (minor !== undefined && slots.has(bucket.key)) {
+      classes.set(bucket.key, minor);
+      used.add(minor);
+    } else {
+      waiting.push(bucket.key);
+    }
+  }
+  let nextMinor = 1;
+  for (const key of waiting) {
+    while (used.has(nextMinor) || nextMinor === PS_HTB_MAJOR) nextMinor++;
+    if (nextMinor > MAX_CLASS_MINOR) {
+      throw new CapacityError(
+        `the policy needs more than ${MAX_CLASS_MINOR} HTB classes`,
+        'shape fewer buckets: use buckets: shared for large ranges, or mode: police for some rules',
+      );
+    }
+    used.add(nextMinor);
+    classes.set(key, nextMinor);
+  }
+
+  for (const bucket of kept) {
+    const before = mirror.buckets.get(bucket.key)!;
+    if (sameBucket(before, bucket) && classes.get(bucket.key) === mirror.classes.get(bucket.key)) continue;
+    rules.push({ slot: slots.get(bucket.key)!, rule: ruleValue(bucket, bucketKeyHash(bucket.key), classes.get(bucket.key)), fresh: false });
+  }
+
+  // New buckets take the lowest slots no bucket in the kernel holds (released ones included: ports still point at them).
+  if (fresh.length) {
+    const inUse = new Set(mirror.slots.values());
+    let next = 1;
+    for (const bucket of fresh) {
+      while (inUse.has(next)) next++;
+      if (next >= mirror.maxSlots) {
+        throw new CapacityError(
+          `the policy needs more than ${mirror.maxSlots - 1} buckets`,
+          'use shared buckets for port ranges ("buckets: shared") or fewer rules',
+        );
+      }
+      inUse.add(next);
+      slots.set(bucket.key, next);
+      rules.push({ slot: next, rule: ruleValue(bucket, bucketKeyHash(bucket.key), classes.get(bucket.key)), fresh: true });
+    }
+  }
+
+  // Ports: the ranges that went away are cleared, the new ones written; an entry both clear and written
+  // to the slot it already has is left alone. Ranges of one table never overlap (validation), so this is exact.
+  const ranges = new Map<string, DesiredPortRange>();
+  for (const r of desired.ports) ranges.set(rangeKey(r), r);
+  const before = new Map<number, number>();
+  const after = new Map<number, number>();
+  const each = (r: DesiredPortRange, slotOfPort: (p: number) => number, into: Map<number, number>) => {
+    const base = portIndex(r.profile, DIR[r.direction], PROTO[r.protocol], SIDE[r.side], 0);
+    for (let p = r.from; p <= r.to; p++) into.set(base | p, slotOfPort(p));
+  };
+  for (const [key, r] of mirror.ranges) {
+    if (ranges.has(key)) continue;
+    each(r, r.perPort ? (p) => mirror.slots.get(`${r.bucket}/${p}`) ?? 0 : () => mirror.slots.get(r.bucket) ?? 0, before);
+  }
+  for (const [key, r] of ranges) {
+    if (mirror.ranges.has(key)) continue;
+    each(r, r.perPort ? (p) => slotOf(slots, `${r.bucket}/${p}`) : () => slotOf(slots, r.bucket), after);
+  }
+  const writes: [number, number][] = [];
+  for (const index of before.keys()) if (!after.has(index)) writes.push([index, 0]);
+  for (const [index, slot] of after) if (before.get(index) !== slot) writes.push([index, slot]);
+  writes.sort((a, b) => a[0] - b[0]);
+  const portIndexes = Uint32Array.from(writes, (w) => w[0]);
+  const portSlots = Uint32Array.from(writes, (w) => w[1]);
+
+  // Per-client limits: written for new buckets and changed limits, removed where a bucket lost them or went away.
+  const clientCfg: { slot: number; cfg: PsClientCfg }[] = [];
+  const clientCfgRemove: number[] = [];
+  for (const bucket of desired.buckets) {
+    const cfg = clientCfgValue(bucket);
+    const before = mirror.buckets.get(bucket.key);
+    const slot = slots.get(bucket.key)!;
+    if (cfg && (before === undefined || !sameClient(before.client, bucket.client))) clientCfg.push({ slot, cfg });
+    if (!cfg && before?.client) clientCfgRemove.push(slot);
+  }
+  for (const key of gone) if (mirror.buckets.get(key)?.client) clientCfgRemove.push(mirror.slots.get(key)!);
+  clientCfgRemove.sort((a, b) => a - b);
+
+  const plan = { rules, portIndexes, portSlots, release, slots, classes, clientCfg, clientCfgRemove };
+  return { plan, next: { buckets, ranges, slots, classes, hashes, maxSlots: mirror.maxSlots } };
 }
