@@ -4,7 +4,7 @@
  * sendmmsg(2) goes, for a number of seconds. iperf3 sends each stream to one
  * port pair; this spreads the lookups of a per-port rule table over all of
  * it, so that they hit many cache lines (and many buckets), as many clients
- * of one host would. Built with the host's compiler once per run.
+ * of one host would. Built with clang (a prerequisite of the benchmark already) once per run.
  */
 import { nsExec, run } from '../../test/helpers/net.js';
 import { tempFile, tempPath } from './host.js';
@@ -97,7 +97,7 @@ function sprayBinary(): Promise<string> {
   binary ??= (async () => {
     const src = tempFile('spray.c', SPRAY_C);
     const out = tempPath('spray');
-    await run('cc', ['-O2', '-Wall', '-o', out, src], { timeoutMs: 60_000 });
+    await run('clang', ['-O2', '-Wall', '-o', out, src], { timeoutMs: 60_000 });
     return out;
   })();
   return binary;
