@@ -37,6 +37,8 @@ export interface KeySpec {
   hint?: string;
   /** Children of an object. */
   keys?: Readonly<Record<string, KeySpec>>;
+  /** An object that may be written as a bare value of this key ("- eth0" for "- name: eth0"). */
+  shorthand?: string;
   required?: readonly string[];
   /** Keys that belong elsewhere, with the message that says where: reported instead of "unknown key". */
   elsewhere?: Readonly<Record<string, string>>;
@@ -253,8 +255,9 @@ export const POLICY_SPEC: KeySpec = {
       hint: 'list at least one interface, e.g. "- name: eth0"',
       items: {
         type: 'object',
-        description: 'One interface and the hooks to attach on it.',
+        description: 'One interface and the hooks to attach on it; a bare name ("- eth0", or [eth0, eth1]) is short for "- name: eth0".',
         required: ['name'],
+        shorthand: 'name',
         keys: {
           name: INTERFACE_NAME,
           ingress: { type: 'boolean', default: true, description: 'Attach on tc ingress (traffic arriving).' },
@@ -357,6 +360,11 @@ export function policyJsonSchema(): Record<string, unknown> {
 }
 
 function toJsonSchema(spec: KeySpec): Record<string, unknown> {
+  const short = spec.shorthand !== undefined ? spec.keys?.[spec.shorthand] : undefined;
+  if (short) {
+    const { shorthand: _, ...full } = spec;
+    return { description: spec.description, anyOf: [toJsonSchema(short), toJsonSchema(full)] };
+  }
   const out: Record<string, unknown> = { description: spec.description };
   if (spec.type === 'object') {
     out.type = 'object';

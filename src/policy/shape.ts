@@ -98,6 +98,14 @@ class Walker {
 
   value(node: Node | null, spec: KeySpec, path: string): unknown {
     const resolved = this.resolve(node);
+    // "- eth0" where "- name: eth0" is meant: a bare scalar stands for its shorthand key.
+    const short = spec.shorthand !== undefined ? spec.keys?.[spec.shorthand] : undefined;
+    if (spec.type === 'object' && short && isScalar(resolved) && typeof resolved.value === 'string') {
+      const child = childPath(path, spec.shorthand!);
+      this.findings.locate(child, this.at(resolved));
+      const value = this.scalar(resolved, short, child);
+      return value === undefined ? undefined : { [spec.shorthand!]: value };
+    }
     if (spec.type === 'object') return this.object(resolved, spec, path);
     if (spec.type === 'array') return this.array(resolved, spec, path);
     return this.scalar(resolved, spec, path);

@@ -15,6 +15,9 @@ function keySchema(...path: string[]): Record<string, unknown> {
   for (const key of path) {
     const next = key === '[]' ? node.items : (node.properties as Record<string, unknown>)[key];
     node = next as Record<string, unknown>;
+    // A key with a shorthand is anyOf [its bare value, the full mapping]: follow the mapping.
+    const full = (node.anyOf as Record<string, unknown>[] | undefined)?.find((s) => s.type === 'object');
+    if (full) node = full;
   }
   return node;
 }

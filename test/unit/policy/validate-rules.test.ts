@@ -320,3 +320,19 @@ describe('validatePolicy: every problem at once', () => {
     ]);
   });
 });
+
+describe('validatePolicy: interfaces written as bare names', () => {
+  it('reads [lo, veth9] and "- lo" as "- name: lo", with positions for a bad name', () => {
+    const { policy, diagnostics } = validate(lines('interfaces: [lo, veth9]', 'rules: []'));
+    expect(diagnostics.map(formatDiagnostic)).toEqual([
+      'policy.yaml:1:18: warning: interfaces[1].name: interface "veth9" does not exist (yet); the agent will attach when it appears',
+    ]);
+    expect(policy?.interfaces.map((i) => [i.name, i.ingress, i.egress])).toEqual([
+      ['lo', true, true],
+      ['veth9', true, true],
+    ]);
+    expect(problems(lines('interfaces:', '  - lo', '  - "bad/name"'))).toEqual([
+      '3:5 interfaces[1].name: "bad/name" is not valid; interface names are 1 to 15 characters without "/", ":" or spaces',
+    ]);
+  });
+});

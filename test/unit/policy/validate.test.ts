@@ -28,7 +28,7 @@ describe('validatePolicy: YAML and types', () => {
           'interfaces:',
           '  - name: lo',
           '    ingress: yes',
-          '  - eth0',
+          '  - [eth0]',
           'api:',
           '  readsOpen: 1',
           'rules:',
@@ -37,7 +37,7 @@ describe('validatePolicy: YAML and types', () => {
       ),
     ).toEqual([
       '3:14 interfaces[0].ingress: expected true or false, got the string "yes"',
-      '4:5 interfaces[1]: expected a mapping (key: value), got the string "eth0"',
+      '4:5 interfaces[1]: expected a mapping (key: value), got a list',
       '6:14 api.readsOpen: expected true or false, got the number 1',
       '8:3 rules: expected a list, got a mapping',
     ]);
