@@ -101,59 +101,6 @@ export class AgentService implements ShaperService {
     if (this.samplingUsers === 0) this.sampler.stop();
   }
 
-  listRules(limit?: number): RuleView[];
-  /** Throws RuleNotFoundError. */
-  getRule(name: string): RuleView;
-  /** Rules whose port or range includes port. */
-  rulesForPort(port: number): RuleView[];
-  /** Create or replace a rule; in force in the kernel and persisted when it resolves. */
-  putRule(name: string, body: RuleBody, requestId: string): Promise<{ created: boolean; rule: RuleView }>;
-  patchRule(name: string, patch: RulePatch, requestId: string): Promise<RuleView>;
-  deleteRule(name: string, requestId: string): Promise<void>;
-  stats(): StatsView;
-  /** Traffic no rule matched, per port, and whether any interface counts it (interfaces[].countUnmatched). */
-  unmatchedTraffic(): { counting: boolean; windowSeconds: number; traffic: UnmatchedTraffic[] };
-  ready(): ReadyView;
-  /** The policy file: its text and whether it is the policy in force. */
-  policy(): PolicyView & { text: string };
-  /** Replace the whole policy with YAML text (validated exactly as the file is). */
-  replacePolicy(text: string, requestId: string): Promise<ApplyView>;
-  /** The clients of a rule with per-client limits. Throws RuleNotFoundError. */
-  clients(name: string, query: Required<ClientsQuery>): ClientsView;
-  /** The policy in force, its reloads, the per-rule series cap and totals over every rule, for /metrics. */
-  metricsState(): MetricsState;
-}
-
-const DIRECTIONS: readonly Direction[] = ['ingress', 'egress'];
-/** Up to this many buckets, a rule's counters are read one slot at a time. */
-const FEW_SLOTS = 64;
-
-/** ShaperService over the running Agent. */
-export class AgentService implements ShaperService {
-  readonly settings: ApiSettings;
-  private readonly sampler: RateSampler;
-  private readonly writer: PolicyWriter;
-  private readonly unmatched: UnmatchedSampler;
-
-  constructor(
-    private readonly agent: Agent,
-    private readonly log: Logger,
-  ) {
-    this.settings = agent.state.policy.api;
-    this.sampler = new RateSampler(agent, log);
-    this.writer = new PolicyWriter(agent, log);
-    this.unmatched = new UnmatchedSampler(() => readUnmatched(agent.dataPlane), () => agent.state.policy.interfaces.some((i) => i.countUnmatched));
-  }
-
-  /** Sample counters every intervalMs for the observed rates (and the traffic no rule matched). */
-  startSampling(intervalMs = 1000): void {
-    this.sampler.start(intervalMs, () => this.unmatched.sample());
-  }
-
-  stopSampling(): void {
-    this.sampler.stop();
-  }
-
   listRules(limit = Number.POSITIVE_INFINITY): RuleView[] {
     const { policy, slots, bucketsByRule } = this.agent.state;
     const rules = limit < policy.rules.length ? policy.rules.slice(0, limit) : policy.rules;
