@@ -186,7 +186,7 @@ struct ps_client_ref {
  * refuses the entry: the packet is then judged by the rule's limits only.
  */
 static __always_inline int ps_client_of(__u32 slot, struct ps_pkt *pkt, struct ps_counters *cnt,
-					struct ps_client_ref *ref)
+					__u64 now, struct ps_client_ref *ref)
 {
 	/* The zeroed value a new client starts from (full buckets): in .bss,
 	 * not on the stack, which the clocks of ps_judge_packet need. */
@@ -218,7 +218,7 @@ static __always_inline int ps_client_of(__u32 slot, struct ps_pkt *pkt, struct p
 		if (!ref->entry)
 			return 0;
 	}
-	ref->entry->last_ns = bpf_ktime_get_ns();
+	ref->entry->last_ns = now;
 	return 1;
 }
 
@@ -317,7 +317,7 @@ static __always_inline int ps_classify(struct __sk_buff *skb, const __u32 dir)
 	struct ps_client_ref cref = {}, *client;
 	__u32 slot, row, lost = 0;
 	int kind, verdict, is_syn, syn_over = 0;
-	__u64 wire;
+	__u64 wire, now;
 
 	/* Attached but not (or no longer) registered: not ours to judge. */
 	if (!ifc) {
@@ -362,14 +362,17 @@ static __always_inline int ps_classify(struct __sk_buff *skb, const __u32 dir)
 	wire = ps_wire_bytes(skb, pkt.hdr_len);
 	/* New connections are limited where they arrive: SYN on ingress. */
 	is_syn = pkt.syn && dir == PS_DIR_INGRESS;
-	client = (rule->flags & PS_RULE_CLIENTS) && ps_client_of(slot, &pkt, cnt, &cref) ? &cref : NULL;
-	if (!rule->rate_bps && !rule->pkt_cost_ns && !(is_syn && rule->syn_cost_ns) && !client) {
+	if (!rule->rate_bps && !rule->pkt_cost_ns && !(is_syn && rule->syn_cost_ns) &&
+	    !(rule->flags & PS_RULE_CLIENTS)) {
 		cnt->pass_pkts++;
 		cnt->pass_bytes += wire;
 		return PS_PASS;
 	}
 
-	verdict = ps_judge_packet(rule, bucket, client, wire, pkt.ecn != 0, is_syn, ps_now(),
+	/* One clock read serves every limit and the client's last-seen time. */
+	now = ps_now();
+	client = (rule->flags & PS_RULE_CLIENTS) && ps_client_of(slot, &pkt, cnt, now, &cref) ? &cref : NULL;
+	verdict = ps_judge_packet(rule, bucket, client, wire, pkt.ecn != 0, is_syn, now,
 				  &lost, &syn_over);
 	if (lost)
 		cnt->cas_retries += lost;

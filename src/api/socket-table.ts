@@ -6,6 +6,7 @@
  * /proc/<pid>/fd lets us match the socket's inode.
  */
 import { readdirSync, readFileSync, readlinkSync } from 'node:fs';
+import { formatIpv6 } from '../kernel/address.js';
 
 /** A TCP socket in LISTEN, or a UDP socket bound and not connected. */
 export interface ListeningSocket {
@@ -104,20 +105,8 @@ export function ipv6Of(hex: string): string {
     const word = hex.slice(w * 8, w * 8 + 8);
     for (let b = 3; b >= 0; b--) bytes.push(parseInt(word.slice(b * 2, b * 2 + 2), 16));
   }
-  const groups: number[] = [];
-  for (let i = 0; i < 16; i += 2) groups.push(((bytes[i] ?? 0) << 8) | (bytes[i + 1] ?? 0));
-  if (groups.slice(0, 5).every((g) => g === 0) && groups[5] === 0xffff) return `::ffff:${bytes.slice(12).join('.')}`;
-  // The longest run of two or more zero groups becomes "::" (the first one on a tie).
-  let best = { at: -1, len: 0 };
-  for (let i = 0; i < 8; ) {
-    let j = i;
-    while (j < 8 && groups[j] === 0) j++;
-    if (j - i > best.len) best = { at: i, len: j - i };
-    i = j > i ? j : i + 1;
-  }
-  const hexes = groups.map((g) => g.toString(16));
-  if (best.len < 2) return hexes.join(':');
-  return `${hexes.slice(0, best.at).join(':')}::${hexes.slice(best.at + best.len).join(':')}`;
+  if (bytes.slice(0, 10).every((x) => x === 0) && bytes[10] === 0xff && bytes[11] === 0xff) return `::ffff:${bytes.slice(12).join('.')}`;
+  return formatIpv6(Uint8Array.from(bytes));
 }
 
 /** The cgroup of a process from /proc/<pid>/cgroup text, and the container id it names, if any. */

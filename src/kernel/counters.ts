@@ -17,6 +17,7 @@ import {
   type PsClient,
   type PsCounters,
 } from './layout.js';
+import { formatIpv6 } from './address.js';
 import { lookupBatch } from './libbpf.js';
 import { roundUp8 } from './maps.js';
 
@@ -150,15 +151,5 @@ export function readClients(dp: DataPlane, slots?: Set<number>): ClientEntry[] {
 /** An IPv4-mapped key as a.b.c.d; an IPv6 one in RFC 5952 short form. */
 export function formatAddress(family: number, addr: Buffer): string {
   if (family === 4) return `${addr[12]}.${addr[13]}.${addr[14]}.${addr[15]}`;
-  const groups = Array.from({ length: 8 }, (_, i) => addr.readUInt16BE(2 * i).toString(16));
-  // The longest run of two or more zero groups becomes "::".
-  let best = { at: -1, len: 1 };
-  for (let i = 0; i < 8; ) {
-    let j = i;
-    while (j < 8 && groups[j] === '0') j++;
-    if (j - i > best.len) best = { at: i, len: j - i };
-    i = j === i ? i + 1 : j;
-  }
-  if (best.at < 0) return groups.join(':');
-  return `${groups.slice(0, best.at).join(':')}::${groups.slice(best.at + best.len).join(':')}`;
+  return formatIpv6(addr);
 }

@@ -124,23 +124,6 @@ function sameFields<T extends object>(a: T, b: T): boolean {
   return true;
 }
 
-function sameRule(a: PsRule, b: PsRule): boolean {
-  return (
-    a.pkt_cost_ns === b.pkt_cost_ns &&
-    a.pkt_burst_ns === b.pkt_burst_ns &&
-    a.syn_cost_ns === b.syn_cost_ns &&
-    a.syn_burst_ns === b.syn_burst_ns &&
-    a.rate_bps === b.rate_bps &&
-    a.burst_ns === b.burst_ns &&
-    a.key_hash === b.key_hash &&
-    a.ecn_ns === b.ecn_ns &&
-    a.horizon_ns === b.horizon_ns &&
-    a.mode === b.mode &&
-    a.flags === b.flags &&
-    a.classid === b.classid
-  );
-}
-
 /** Build the ps_ports image the desired state implies, given the slot of each bucket key. */
 export function portTable(desired: DesiredState, slots: Map<string, number>): Uint32Array {
   const table = new Uint32Array(PS.PS_PORT_TABLE_SIZE);
@@ -201,7 +184,7 @@ export function reconcile(desired: DesiredState, snapshot: KernelSnapshot): Writ
     const slot = found[i];
     if (slot === undefined) return;
     const want = ruleValue(bucket, bucketKeyHash(bucket.key), classes.get(bucket.key));
-    if (!sameRule(want, snapshot.rules.get(slot)!)) rules.push({ slot, rule: want, fresh: false });
+    if (!sameFields(want, snapshot.rules.get(slot)!)) rules.push({ slot, rule: want, fresh: false });
   });
 
   // New buckets take the lowest free slots: reading counters scans [1, max slot].
