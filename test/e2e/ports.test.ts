@@ -113,7 +113,8 @@ rules:
       const sender = send(8000);
       try {
         let udp: PortEntry | undefined;
-        for (let i = 0; i < 20 && !(udp && udp.ingress.bitsPerSecond > 0); i++) {
+        // Rates are averaged over the sampler's window: wait until the window holds the traffic, not just its start.
+        for (let i = 0; i < 20 && !(udp && udp.ingress.bitsPerSecond > 100_000); i++) {
           await new Promise((r) => setTimeout(r, 500));
           udp = entry(await ports(), UDP_PORT, 'udp');
         }
