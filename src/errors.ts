@@ -95,7 +95,36 @@ export interface Diagnostic {
   column: number;
   message: string;
   severity: 'error' | 'warning';
+  /** What kind of problem: stable, for programs (the API answers 409 for 'overlap', 400 for the rest). */
+  code: DiagnosticCode;
+  /** The policy path it concerns ("rules[3].rate"; "" is the whole policy), when it concerns one. */
+  path?: string;
 }
+
+/**
+ * Kinds of policy diagnostics. yaml: syntax; file: unreadable; unknown-key,
+ * missing-key, type, range, enum, pattern, units: one value against the key
+ * table; duplicate: a name or interface listed twice; reference: names
+ * something that is not there; overlap: two rules claim a port; capacity:
+ * beyond what the data plane holds; conflict: keys that contradict each
+ * other; notice: a warning about a valid policy.
+ */
+export type DiagnosticCode =
+  | 'yaml'
+  | 'file'
+  | 'unknown-key'
+  | 'missing-key'
+  | 'type'
+  | 'range'
+  | 'enum'
+  | 'pattern'
+  | 'units'
+  | 'duplicate'
+  | 'reference'
+  | 'overlap'
+  | 'capacity'
+  | 'conflict'
+  | 'notice';
 
 /** Format a diagnostic as `file:line:column: message` (the form editors and CI understand). */
 export function formatDiagnostic(d: Diagnostic): string {

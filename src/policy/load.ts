@@ -21,6 +21,7 @@ export async function readPolicyText(path: string): Promise<string> {
         column: 1,
         message: `cannot read the policy file (${reason}); check the path, or start from examples/policy.yaml`,
         severity: 'error',
+        code: 'file',
       },
     ]);
   }

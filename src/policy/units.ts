@@ -104,8 +104,29 @@ const PREFIX_WORDS: Readonly<Record<string, string>> = {
 };
 const BYTE_RATE = /^(|k|m|g|t|ki|mi|gi|ti)(bps|b\/s)$/;
 
+/**
+ * Remembers the values of texts already read: a large policy repeats a few
+ * rates and bursts (its defaults) thousands of times. Bounded, since the API
+ * can send any text; failures are not kept (they throw each time).
+ */
+function memo<A extends unknown[]>(parse: (text: string, ...rest: A) => number, key: (text: string, ...rest: A) => string) {
+  const known = new Map<string, number>();
+  return (text: string, ...rest: A): number => {
+    const k = key(text, ...rest);
+    let value = known.get(k);
+    if (value === undefined) {
+      value = parse(text, ...rest);
+      if (known.size >= 4096) known.clear();
+      known.set(k, value);
+    }
+    return value;
+  };
+}
+
 /** Bits per second of a rate such as "10mbit", "1.5gbit" or "100Mbit/s"; "unlimited" is 0. */
-export function parseRate(text: string): number {
+export const parseRate: (text: string) => number = memo(readRate, (text) => text);
+
+function readRate(text: string): number {
   if (text.trim().toLowerCase() === 'unlimited') return 0;
   const { value, unit } = splitQuantity(text, 'rate', '10mbit');
   const lower = unit.toLowerCase();
@@ -180,7 +201,9 @@ export function parseSize(text: string): number {
 }
 
 /** Nanoseconds of a duration such as "10ms". */
-export function parseDuration(text: string): number {
+export const parseDuration: (text: string) => number = memo(readDuration, (text) => text);
+
+function readDuration(text: string): number {
   const { value, unit } = splitQuantity(text, 'duration', '10ms');
   const scale = DURATION_UNITS[unit.toLowerCase()];
   if (scale === undefined) throw new UnitError(unknownUnit('duration', unit, DURATION_UNITS, 'ns, us, ms, s'));
@@ -193,7 +216,12 @@ export function parseDuration(text: string): number {
  * raiseToMinimum a too-shallow burst becomes the minimum instead of an error.
  * At rate 0 (unlimited) only the syntax is checked and the depth is 0.
  */
-export function parseBurst(text: string, rateBps: number, options: { raiseToMinimum?: boolean } = {}): number {
+export const parseBurst: (text: string, rateBps: number, options?: { raiseToMinimum?: boolean }) => number = memo(
+  readBurst,
+  (text, rateBps, options) => `${text}\0${rateBps}\0${options?.raiseToMinimum === true}`,
+);
+
+function readBurst(text: string, rateBps: number, options: { raiseToMinimum?: boolean } = {}): number {
   const { value, unit } = splitQuantity(text, 'burst', '64kb or 10ms');
   const lower = unit.toLowerCase();
   const nsScale = DURATION_UNITS[lower];
@@ -236,7 +264,19 @@ export function formatRate(bps: number): string {
 /** The horizon in force: at least two 64 KiB packets at the rate, so that one GSO packet may wait behind another. */
 export function effectiveHorizonNs(horizonNs: number, rateBps: number): number {
   if (rateBps === 0) return horizonNs;
-  return Math.max(horizonNs, wholeNs((2 * MAX_PACKET_BYTES * BITS_PER_BYTE * NS_PER_SEC) / rateBps));
+  return Math.max(horizonNs, twoPacketsNs(rateBps));
+}
+
+/** Two largest packets' time at a rate; remembered per rate (a policy has few distinct rates). */
+const twoPackets = new Map<number, number>();
+function twoPacketsNs(rateBps: number): number {
+  let ns = twoPackets.get(rateBps);
+  if (ns === undefined) {
+    ns = wholeNs((2 * MAX_PACKET_BYTES * BITS_PER_BYTE * NS_PER_SEC) / rateBps);
+    if (twoPackets.size >= 4096) twoPackets.clear();
+    twoPackets.set(rateBps, ns);
+  }
+  return ns;
 }
 
 function minBurstNs(rateBps: number): number {
@@ -280,6 +320,8 @@ function unknownUnit(kind: string, unit: string, units: Readonly<Record<string, 
 
 /** Rounds away float noise (1.1 × 1e6 = 1100000.0000000002) before rounding up to a whole ns. */
 function wholeNs(ns: number): number {
+  // Whole numbers below 1e12 have at most 12 digits: toPrecision(12) would give them back unchanged.
+  if (Number.isInteger(ns) && Math.abs(ns) < 1e12) return ns;
   return Math.ceil(Number(ns.toPrecision(12)));
 }
 

@@ -46,7 +46,7 @@ export interface ValidationResult {
 
 /** Validates a parsed policy, reporting every problem at once; env answers questions about the host. */
 export function validatePolicy(parsed: ParsedPolicy, env: PolicyEnv): ValidationResult {
-  const findings = new Findings(parsed.file);
+  const findings = new Findings(parsed);
   // The shape pass has checked every present value against POLICY_SPEC, so these casts only name what it let through.
   const raw = shapeDocument(parsed, POLICY_SPEC, findings) as RawPolicy;
   const interfaces = checkInterfaces(raw.interfaces ?? [], env, findings);
@@ -150,16 +150,17 @@ function checkInterfaces(raw: (RawInterface | undefined)[], env: PolicyEnv, find
     const at = findings.valueAt(namePath);
     const first = lineOf.get(name);
     if (first !== undefined) {
-      findings.error(namePath, at, `${namePath}: "${name}" is already listed at line ${first}; list each interface once`);
+      findings.error(namePath, at, `${namePath}: "${name}" is already listed at line ${first}; list each interface once`, 'duplicate');
       return;
     }
     lineOf.set(name, at.line);
     if (!env.interfaceExists(name)) {
-      findings.warning(at, `${namePath}: interface "${name}" does not exist (yet); the agent will attach when it appears`);
+      findings.warning(namePath, at, `${namePath}: interface "${name}" does not exist (yet); the agent will attach when it appears`);
     }
     const iface = { name, ingress: item.ingress ?? true, egress: item.egress ?? true, replaceQdisc: item.qdisc === 'replace', countUnmatched: item.countUnmatched ?? false };
     if (!iface.ingress && !iface.egress) {
       findings.warning(
+        path,
         findings.valueAt(path),
         `${path}: ingress and egress are both false, so nothing is attached to "${name}"; enable one or remove the interface`,
       );
@@ -174,7 +175,7 @@ function checkApi(raw: RawApi, findings: Findings): ApiSettings | undefined {
   const listenText = raw.listen ?? String(apiKeys.listen?.default);
   const listen = parseListen(listenText);
   if (typeof listen === 'string') {
-    findings.error('api.listen', findings.valueAt('api.listen'), `api.listen: ${listen}`);
+    findings.error('api.listen', findings.valueAt('api.listen'), `api.listen: ${listen}`, 'pattern');
     return undefined;
   }
   const { cert, key } = raw.tls ?? {};
@@ -191,7 +192,7 @@ function checkMetrics(raw: RawMetrics, findings: Findings): MetricsSettings | un
   if (raw.listen === undefined) return { maxRules };
   const listen = parseListen(raw.listen);
   if (typeof listen === 'string') {
-    findings.error('metrics.listen', findings.valueAt('metrics.listen'), `metrics.listen: ${listen}`);
+    findings.error('metrics.listen', findings.valueAt('metrics.listen'), `metrics.listen: ${listen}`, 'pattern');
     return undefined;
   }
   return { listen, maxRules };
@@ -222,7 +223,7 @@ function checkRules(
   return raw.flatMap((item, index) => {
     if (item === undefined) return [];
     const path = childPath('rules', index);
-    const line = findings.valueAt(path).line;
+    const line = findings.itemLine('rules', index);
     const ports = checkPorts(item, path, findings);
     const scope = checkScope(item.interfaces, known, path, findings);
     const rateBps = checkRate(item, defaults, path, findings);
@@ -237,7 +238,7 @@ function checkRules(
     const protocol = item.protocol ?? defaults.protocol ?? defaultOf<RuleProtocol>('protocol');
     const direction = item.direction ?? defaults.direction ?? defaultOf<RuleDirection>('direction');
     const side = item.side ?? defaults.side ?? defaultOf<Side>('side');
-    const name = checkName(item, protocol, ports, path, names, findings);
+    const name = checkName(item, protocol, ports, path, line, names, findings);
     if (name === undefined) return [];
     const perPort = ports.range && (item.buckets ?? defaults.buckets ?? defaultOf('buckets')) === 'per-port';
     const written = item.mode ?? defaults.mode ?? defaultOf<RuleMode>('mode');
@@ -245,6 +246,7 @@ function checkRules(
     if (item.mode === 'shape' && direction === 'ingress') {
       const modePath = childPath(path, 'mode');
       findings.warning(
+        modePath,
         findings.valueAt(modePath),
         `${modePath}: ingress has no queue to shape in, so this rule polices (drops over the limit); limit the ` +
           `sender's egress to shape, or write mode: police to say so`,
@@ -253,15 +255,16 @@ function checkRules(
     const directions = direction === 'both' ? (['ingress', 'egress'] as const) : [direction];
     const protocols: Protocol[] = protocol === 'any' ? ['tcp', 'udp'] : [protocol];
     checkConnectionScope(item, defaults, client, protocol, direction, path, findings);
+    // Built by assignment, not by spreading optional parts: this runs once per rule of a 65,536-rule file.
     const checked: CheckedRule = {
       index,
       name,
       line,
       buckets: directions.length * (perPort ? ports.to - ports.from + 1 : 1),
       shaped: mode === 'shape' && rateBps !== 0 && directions.includes('egress') ? (perPort ? ports.to - ports.from + 1 : 1) : 0,
-      ...(scope ? { scope } : {}),
-      ...(sound ? { claim: { from: ports.from, to: ports.to, protocols, directions, side } } : {}),
     };
+    if (scope) checked.scope = scope;
+    if (sound) checked.claim = { from: ports.from, to: ports.to, protocols, directions, side };
     if (rateBps === undefined || bursts === undefined || horizonNs === undefined || !findings.isClean(path)) return [checked];
     const rule: PolicyRule = {
       name,
@@ -271,17 +274,20 @@ function checkRules(
       direction,
       side,
       rateBps,
-      ...bursts,
+      burstNs: bursts.burstNs,
+      shapeBurstNs: bursts.shapeBurstNs,
       mode,
-      ...(ecnNs !== undefined ? { ecnNs } : {}),
       horizonNs: effectiveHorizonNs(horizonNs, rateBps),
-      ...events,
-      ...(client ? { client } : {}),
       perPort,
       line,
-      ...(scope ? { interfaces: scope } : {}),
     };
-    return [{ ...checked, rule }];
+    if (ecnNs !== undefined) rule.ecnNs = ecnNs;
+    if (events.pps !== undefined) rule.pps = events.pps;
+    if (events.connections !== undefined) rule.connections = events.connections;
+    if (client) rule.client = client;
+    if (scope) rule.interfaces = scope;
+    checked.rule = rule;
+    return [checked];
   });
 }
 
@@ -296,18 +302,17 @@ function checkPorts(
 ): { from: number; to: number; range: boolean } | undefined {
   const portPath = childPath(path, 'port');
   if (rule.port === undefined) return undefined;
-  const at = findings.valueAt(portPath);
   const text = String(rule.port);
   const [from, to = from] = text.split('-').map(Number) as [number, number?];
   const range = text.includes('-');
   for (const end of range ? [from, to] : [from]) {
     if (end < 1 || end > 65535) {
-      findings.error(portPath, at, `${portPath}: ${end} in "${text}" is out of range 1..65535`);
+      findings.error(portPath, findings.valueAt(portPath), `${portPath}: ${end} in "${text}" is out of range 1..65535`, 'range');
       return undefined;
     }
   }
   if (from > to) {
-    findings.error(portPath, at, `${portPath}: the range "${text}" is reversed; write "${to}-${from}"`);
+    findings.error(portPath, findings.valueAt(portPath), `${portPath}: the range "${text}" is reversed; write "${to}-${from}"`, 'range');
     return undefined;
   }
   if (!range && rule.buckets !== undefined) {
@@ -316,6 +321,7 @@ function checkPorts(
       bucketsPath,
       findings.keyAt(bucketsPath),
       `${bucketsPath}: only a port range has per-port buckets; remove "buckets" or make port a range such as "${from}-${from + 9}"`,
+      'conflict',
     );
   }
   return { from, to, range };
@@ -336,6 +342,7 @@ function checkScope(
       findings.valueAt(itemPath),
       `${itemPath}: "${name}" is not one of the top-level interfaces (${known.join(', ') || 'none'})` +
         `${suggestion(name, known) || `; add it to interfaces: or remove it here`}`,
+      'reference',
     );
   });
   return [...new Set(scope)];
@@ -351,6 +358,7 @@ function checkRate(rule: RawRule, defaults: RawRule, path: string, findings: Fin
       path,
       findings.valueAt(path),
       `${path}: missing required key "rate"; set it on the rule or in defaults, e.g. rate: 10mbit (or "unlimited" to count only)`,
+      'missing-key',
     );
   }
   return undefined;
@@ -368,7 +376,7 @@ function checkBurst(
   if (!findings.isClean(burstPath)) return undefined;
   if (rateBps === 0) {
     if (rule.burst !== undefined) {
-      findings.warning(findings.keyAt(burstPath), `${burstPath}: a burst has no effect with rate: unlimited; remove it`);
+      findings.warning(burstPath, findings.keyAt(burstPath), `${burstPath}: a burst has no effect with rate: unlimited; remove it`);
     }
     return { burstNs: 0, shapeBurstNs: 0 };
   }
@@ -389,13 +397,14 @@ function checkBurst(
   } catch (err) {
     if (!(err instanceof UnitError)) throw err;
     if (rule.burst !== undefined) {
-      findings.error(burstPath, findings.valueAt(burstPath), `${burstPath}: ${err.message}`);
+      findings.error(burstPath, findings.valueAt(burstPath), `${burstPath}: ${err.message}`, 'units');
     } else {
       const line = findings.valueAt(path).line;
       findings.error(
         'defaults.burst',
         findings.valueAt('defaults.burst'),
         `defaults.burst: for the rule at line ${line} (rate ${formatRate(rateBps)}): ${err.message}; or set burst on that rule`,
+        'units',
       );
     }
     return undefined;
@@ -421,7 +430,7 @@ function checkClient(rule: RawRule, defaults: RawRule, path: string, findings: F
   const where = own ? childPath(path, 'client') : 'defaults.client';
   if (raw === undefined || !findings.isClean(where)) return undefined;
   if (raw.rate === undefined && raw.pps === undefined && raw.connections === undefined) {
-    findings.error(where, findings.valueAt(where), `${where}: give each client a rate, pps or connections limit, e.g. rate: 10mbit`);
+    findings.error(where, findings.valueAt(where), `${where}: give each client a rate, pps or connections limit, e.g. rate: 10mbit`, 'missing-key');
     return undefined;
   }
   const rateBps = raw.rate === undefined ? 0 : parseRate(raw.rate);
@@ -432,7 +441,7 @@ function checkClient(rule: RawRule, defaults: RawRule, path: string, findings: F
   } catch (err) {
     if (!(err instanceof UnitError)) throw err;
     const burstPath = childPath(where, 'burst');
-    findings.error(burstPath, findings.valueAt(burstPath), `${burstPath}: ${err.message}`);
+    findings.error(burstPath, findings.valueAt(burstPath), `${burstPath}: ${err.message}`, 'units');
     return undefined;
   }
   return {
@@ -460,11 +469,10 @@ function checkConnectionScope(
     client?.connections !== undefined ? childPath(childPath(path, 'client'), 'connections') : undefined,
   ].filter((p): p is string => p !== undefined);
   for (const where of wanted) {
-    const at = findings.valueAt(where);
     if (protocol === 'udp') {
-      findings.error(where, at, `${where}: a connection limit counts TCP SYNs, and this rule is protocol: udp; use pps for UDP`);
+      findings.error(where, findings.valueAt(where), `${where}: a connection limit counts TCP SYNs, and this rule is protocol: udp; use pps for UDP`, 'conflict');
     } else if (direction === 'egress') {
-      findings.error(where, at, `${where}: new connections are limited where their SYN arrives (ingress); set direction: ingress or both`);
+      findings.error(where, findings.valueAt(where), `${where}: new connections are limited where their SYN arrives (ingress); set direction: ingress or both`, 'conflict');
     }
   }
 }
@@ -478,7 +486,7 @@ function checkEcn(rule: RawRule, defaults: RawRule, path: string, findings: Find
   if (value === false || value.trim().toLowerCase() === 'off') return 0;
   const ns = parseDuration(value);
   if (ns > MAX_HORIZON_NS) {
-    findings.error(where, findings.valueAt(where), `${where}: "${value}" is longer than ${formatDuration(MAX_HORIZON_NS)}; write a delay such as "2ms", or "off"`);
+    findings.error(where, findings.valueAt(where), `${where}: "${value}" is longer than ${formatDuration(MAX_HORIZON_NS)}; write a delay such as "2ms", or "off"`, 'range');
     return undefined;
   }
   return ns;
@@ -497,6 +505,7 @@ function checkHorizon(rule: RawRule, defaults: RawRule, path: string, findings: 
       findings.valueAt(where),
       `${where}: "${text}" is not a delay from 1ms to ${formatDuration(MAX_HORIZON_NS)}; a shaper needs a bound on its ` +
         `queue: write a delay such as "${DEFAULT_HORIZON}"`,
+      'range',
     );
     return undefined;
   }
@@ -508,6 +517,7 @@ function checkName(
   protocol: RuleProtocol,
   ports: { from: number; to: number; range: boolean },
   path: string,
+  line: number,
   names: Map<string, { line: number; derived: boolean }>,
   findings: Findings,
 ): string | undefined {
@@ -516,7 +526,6 @@ function checkName(
   // No name can be derived from an invalid protocol, and an invalid name has been reported.
   if (derived && !(findings.isClean(namePath) && findings.isClean(childPath(path, 'protocol')))) return undefined;
   const name = rule.name ?? (ports.range ? `${protocol}-${ports.from}-${ports.to}` : `${protocol}-${ports.from}`);
-  const line = findings.valueAt(path).line;
   const first = names.get(name);
   if (first === undefined) {
     names.set(name, { line, derived });
@@ -529,9 +538,10 @@ function checkName(
       portPath,
       findings.valueAt(portPath),
       `${path}: the derived name "${name}" is already ${firstIs}; give one of them a name`,
+      'duplicate',
     );
   } else {
-    findings.error(namePath, findings.valueAt(namePath), `${namePath}: "${name}" is already ${firstIs}; rule names must be unique`);
+    findings.error(namePath, findings.valueAt(namePath), `${namePath}: "${name}" is already ${firstIs}; rule names must be unique`, 'duplicate');
   }
   return name;
 }
@@ -553,6 +563,7 @@ function checkAcrossRules(checked: CheckedRule[], interfaces: PolicyInterface[],
       `${namePath}: the rules give the interfaces ${ruleSets.length} different rule sets, but the data plane ` +
         `holds ${PS.PS_MAX_PROFILES} (PS_MAX_PROFILES) and "${names[extra]}" would need another; interfaces share ` +
         `a set only when exactly the same rules apply to them, so restrict fewer rules with "interfaces:"`,
+      'capacity',
     );
   }
 
@@ -571,6 +582,7 @@ function checkAcrossRules(checked: CheckedRule[], interfaces: PolicyInterface[],
       `${portPath}: overlaps rule "${first.name}" (line ${first.line}): both match ${overlap.protocol} port ` +
         `${overlap.port} ${overlap.direction} (${overlap.side} side) on ${where}; a port belongs to at most one ` +
         `rule per protocol, direction and side, so change the ports, protocol, direction, side or interfaces of one of them`,
+      'overlap',
     );
   }
 
@@ -584,6 +596,7 @@ function checkAcrossRules(checked: CheckedRule[], interfaces: PolicyInterface[],
       findings.valueAt(path),
       `${path}: this rule brings the number of shaped buckets to ${shaped}, more than the ${MAX_SHAPED_BUCKETS} HTB ` +
         `classes a device can hold (16-bit class ids); use buckets: shared for large ranges, or mode: police for some rules`,
+      'capacity',
     );
     break;
   }
@@ -599,6 +612,7 @@ function checkAcrossRules(checked: CheckedRule[], interfaces: PolicyInterface[],
       findings.valueAt(path),
       `${path}: this rule brings the number of token buckets to ${total}, more than the data plane's ${capacity} ` +
         `(PS_MAX_SLOTS - 1); use buckets: shared for large ranges, or fewer rules`,
+      'capacity',
     );
     return;
   }
