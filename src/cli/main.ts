@@ -5,10 +5,9 @@
  * cannot do it (privileges, kernel, missing interface or object);
  * 3 unexpected internal error.
  */
-import { PortshaperError, PolicyError } from '../errors.js';
+import { ApiUnreachable, ERRORS, PolicyError, PortshaperError, UsageError } from '../errors.js';
 import { runAgent } from './agent.js';
 import { runClients } from './clients.js';
-import { ApiUnreachable } from './client.js';
 import { runDetach } from './detach.js';
 import { runMountBpffs } from './mount-bpffs.js';
 import { runPorts } from './ports.js';
@@ -16,7 +15,6 @@ import { runTop } from './top.js';
 import { runRm } from './rm.js';
 import { runSet } from './set.js';
 import { runStatus } from './status.js';
-import { UsageError } from './args.js';
 import { runValidate } from './validate.js';
 
 const VERSION = '0.1.0';
@@ -60,26 +58,23 @@ const COMMANDS: Record<string, (argv: string[]) => Promise<number>> = {
   'mount-bpffs': runMountBpffs,
 };
 
-/** Map an error to the documented exit code and print it for a human. */
+/** Map an error to its exit code (the error table's, src/errors.ts) and print it for a human. */
 export function reportError(err: unknown): number {
-  if (err instanceof UsageError) {
-    process.stderr.write(`portshaper: ${err.message}\n`);
-    return 1;
-  }
-  if (err instanceof ApiUnreachable) {
-    process.stderr.write(`portshaper: ${err.message}\n`);
-    return 2;
+  if (!(err instanceof PortshaperError)) {
+    process.stderr.write(`portshaper: internal error: ${err instanceof Error ? (err.stack ?? err.message) : String(err)}\n`);
+    return 3;
   }
   if (err instanceof PolicyError) {
+    // Positioned lines, as validate prints them: editors and CI read them without a prefix.
     process.stderr.write(`${err.message}\n`);
-    return 1;
+  } else if (err instanceof UsageError || err instanceof ApiUnreachable) {
+    // Their messages already say what to do (which --help to read, where the API should be).
+    process.stderr.write(`portshaper: ${err.message}\n`);
+  } else {
+    const fix = err.hint === undefined ? `\n  fix: ${ERRORS[err.code].hint}` : '';
+    process.stderr.write(`portshaper: ${err.message}${fix} [${err.code}]\n`);
   }
-  if (err instanceof PortshaperError) {
-    process.stderr.write(`portshaper: ${err.message} [${err.code}]\n`);
-    return 2;
-  }
-  process.stderr.write(`portshaper: internal error: ${err instanceof Error ? (err.stack ?? err.message) : String(err)}\n`);
-  return 3;
+  return ERRORS[err.code].exit;
 }
 
 async function main(argv: string[]): Promise<number> {

@@ -15,7 +15,7 @@
  */
 import koffi from 'koffi';
 import { constants as osConstants } from 'node:os';
-import { KernelError, LibraryNotFoundError } from '../errors.js';
+import { CODE, KernelError, LibraryNotFoundError, type ErrorCode } from '../errors.js';
 import { errnoName, vsnprintf } from './libc.js';
 
 export { closeFd, errnoName, ifNameToIndex, mmapMap, mountBpffs, setNetns, type MappedMap } from './libc.js';
@@ -30,15 +30,15 @@ const LIBBPF_CANDIDATES = ['libbpf.so.1', '/usr/lib/x86_64-linux-gnu/libbpf.so.1
 function loadLibbpf(): koffi.IKoffiLib {
   const override = process.env.PORTSHAPER_LIBBPF;
   const tried = override ? [override] : LIBBPF_CANDIDATES;
-  const errors: unknown[] = [];
+  const attempts: { path: string; reason: string }[] = [];
   for (const path of tried) {
     try {
       return koffi.load(path);
     } catch (err) {
-      errors.push(err);
+      attempts.push({ path, reason: String(err) });
     }
   }
-  throw new LibraryNotFoundError(tried, errors[errors.length - 1]);
+  throw new LibraryNotFoundError(CODE.PS_LIBBPF_NOT_FOUND, 'libbpf', attempts, 'install libbpf1 (Debian: apt-get install libbpf1) or set PORTSHAPER_LIBBPF to the path of libbpf.so.1');
 }
 
 const lib = loadLibbpf();
@@ -181,23 +181,23 @@ function hintFor(operation: string, errno: number): string | undefined {
 }
 
 /** Build the KernelError for a failed operation (errno positive or negative). */
-export function kernelError(operation: string, errno: number, code = 'PS_KERNEL'): KernelError {
+export function kernelError(operation: string, errno: number, code: ErrorCode = CODE.PS_KERNEL): KernelError {
   const e = Math.abs(errno);
   return new KernelError(code, operation, e, errnoName(e), takeLibbpfLog(), hintFor(operation, e));
 }
 
 /** Throw for a libbpf int return (<0 means -errno); otherwise return it. */
-function check(operation: string, ret: number, code?: string): number {
+function check(operation: string, ret: number, code?: ErrorCode): number {
   if (ret < 0) {
     const errno = ret === -1 ? koffi.errno() : -ret;
     // Missing privileges are the commonest failure: give them one code.
-    throw kernelError(operation, errno, errno === EPERM ? 'PS_PERMISSION' : code);
+    throw kernelError(operation, errno, errno === EPERM ? CODE.PS_PERMISSION : code);
   }
   return ret;
 }
 
 /** Throw for a libbpf pointer return (NULL means failure, errno set). */
-function checkPtr<T>(operation: string, ptr: T | null, code?: string): T {
+function checkPtr<T>(operation: string, ptr: T | null, code?: ErrorCode): T {
   if (ptr === null) throw kernelError(operation, koffi.errno() || 22, code);
   return ptr;
 }
@@ -218,13 +218,13 @@ export function possibleCpus(): number {
 /** Open (parse, not load) a BPF ELF object. */
 export function openObject(path: string): BpfObject {
   takeLibbpfLog();
-  return checkPtr(`open BPF object ${path}`, fn.bpf_object__open_file(path, null), 'PS_BPF_OPEN');
+  return checkPtr(`open BPF object ${path}`, fn.bpf_object__open_file(path, null), CODE.PS_BPF_OPEN);
 }
 
 /** Load every map and program of an opened object into the kernel (runs the verifier). */
 export function loadObject(obj: BpfObject, what: string): void {
   takeLibbpfLog();
-  check(`load ${what}`, fn.bpf_object__load(obj) as number, 'PS_BPF_LOAD');
+  check(`load ${what}`, fn.bpf_object__load(obj) as number, CODE.PS_BPF_LOAD);
   takeLibbpfLog();
 }
 
@@ -235,7 +235,7 @@ export function closeObject(obj: BpfObject): void {
 
 /** Find a map by name (internal maps by section name, e.g. ".rodata"). */
 export function findMap(obj: BpfObject, name: string): BpfMap {
-  return checkPtr(`find map ${name}`, fn.bpf_object__find_map_by_name(obj, name) as BpfMap | null, 'PS_BPF_OBJECT');
+  return checkPtr(`find map ${name}`, fn.bpf_object__find_map_by_name(obj, name) as BpfMap | null, CODE.PS_BPF_OBJECT);
 }
 
 /** Find a program by its C function name. */
@@ -243,7 +243,7 @@ export function findProgram(obj: BpfObject, name: string): BpfProgram {
   return checkPtr(
     `find program ${name}`,
     fn.bpf_object__find_program_by_name(obj, name) as BpfProgram | null,
-    'PS_BPF_OBJECT',
+    CODE.PS_BPF_OBJECT,
   );
 }
 
@@ -389,14 +389,14 @@ function opts(id: TcFilterId, progFd = 0, flags = 0) {
 export function tcEnsureClsact(ifindex: number, ifname: string): boolean {
   const ret = fn.bpf_tc_hook_create(hook(ifindex, BPF_TC_INGRESS | BPF_TC_EGRESS)) as number;
   if (ret === -EEXIST) return false;
-  check(`create clsact qdisc on ${ifname}`, ret, 'PS_TC_ATTACH');
+  check(`create clsact qdisc on ${ifname}`, ret, CODE.PS_TC_ATTACH);
   return true;
 }
 
 /** Attach (or atomically replace) our filter on one hook; returns the kernel's program id. */
 export function tcAttach(ifindex: number, point: TcHookPoint, id: TcFilterId, progFd: number, what: string): number {
   const o = opts(id, progFd, BPF_TC_F_REPLACE);
-  check(`attach ${what}`, fn.bpf_tc_attach(hook(ifindex, point), o) as number, 'PS_TC_ATTACH');
+  check(`attach ${what}`, fn.bpf_tc_attach(hook(ifindex, point), o) as number, CODE.PS_TC_ATTACH);
   return o.prog_id;
 }
 
@@ -407,7 +407,7 @@ export function tcAttach(ifindex: number, point: TcHookPoint, id: TcFilterId, pr
 export function tcDetach(ifindex: number, point: TcHookPoint, id: TcFilterId, what: string): boolean {
   const ret = fn.bpf_tc_detach(hook(ifindex, point), opts(id)) as number;
   if (ret === -ENOENT || ret === -ENODEV) return false;
-  check(`detach ${what}`, ret, 'PS_TC_DETACH');
+  check(`detach ${what}`, ret, CODE.PS_TC_DETACH);
   return true;
 }
 
@@ -416,7 +416,7 @@ export function tcQuery(ifindex: number, point: TcHookPoint, id: TcFilterId, wha
   const o = opts(id);
   const ret = fn.bpf_tc_query(hook(ifindex, point), o) as number;
   if (ret === -ENOENT || ret === -osConstants.errno.EINVAL) return 0;
-  check(`query ${what}`, ret, 'PS_TC_QUERY');
+  check(`query ${what}`, ret, CODE.PS_TC_QUERY);
   return o.prog_id;
 }
 
@@ -457,6 +457,6 @@ export function testRun(progFd: number, frame: Buffer, ctx: Buffer | null, repea
     cpu: 0,
     batch_size: 0,
   };
-  check('BPF_PROG_TEST_RUN', fn.bpf_prog_test_run_opts(progFd, o) as number, 'PS_TEST_RUN');
+  check('BPF_PROG_TEST_RUN', fn.bpf_prog_test_run_opts(progFd, o) as number, CODE.PS_TEST_RUN);
   return { retval: o.retval | 0, durationNs: o.duration, frameOut: frameOut.subarray(0, o.data_size_out), ctxOut };
 }

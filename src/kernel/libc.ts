@@ -5,7 +5,7 @@
  */
 import koffi from 'koffi';
 import { constants as osConstants } from 'node:os';
-import { KernelError } from '../errors.js';
+import { CODE, KernelError, type ErrorCode } from '../errors.js';
 
 const libc = koffi.load('libc.so.6');
 
@@ -28,7 +28,7 @@ export function errnoName(errno: number): string {
   return errnoNames.get(Math.abs(errno)) ?? `E${Math.abs(errno)}`;
 }
 
-function libcError(operation: string, code: string): KernelError {
+function libcError(operation: string, code: ErrorCode): KernelError {
   const errno = koffi.errno();
   return new KernelError(code, operation, errno, errnoName(errno), '');
 }
@@ -61,7 +61,7 @@ export interface MappedMap {
 /** Map a BPF_F_MMAPABLE array into our memory (reads and u32 stores without syscalls). */
 export function mmapMap(fd: number, bytes: number, what: string): MappedMap {
   const ptr = fn.mmap(null, bytes, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
-  if (ptr === null || koffi.address(ptr) === 0xffffffffffffffffn) throw libcError(`mmap ${what}`, 'PS_KERNEL');
+  if (ptr === null || koffi.address(ptr) === 0xffffffffffffffffn) throw libcError(`mmap ${what}`, CODE.PS_KERNEL);
   return { buffer: koffi.view(ptr, bytes), unmap: () => void fn.munmap(ptr, bytes) };
 }
 
@@ -69,10 +69,10 @@ const CLONE_NEWNET = 0x40000000;
 
 /** setns(2) the calling thread into the network namespace open at fd. */
 export function setNetns(fd: number, what: string): void {
-  if ((fn.setns(fd, CLONE_NEWNET) as number) !== 0) throw libcError(`enter network namespace ${what}`, 'PS_NETNS');
+  if ((fn.setns(fd, CLONE_NEWNET) as number) !== 0) throw libcError(`enter network namespace ${what}`, CODE.PS_NETNS);
 }
 
 /** mount(2) a bpf filesystem at target. */
 export function mountBpffs(target: string): void {
-  if ((fn.mount('bpf', target, 'bpf', 0, null) as number) !== 0) throw libcError(`mount bpffs at ${target}`, 'PS_BPFFS');
+  if ((fn.mount('bpf', target, 'bpf', 0, null) as number) !== 0) throw libcError(`mount bpffs at ${target}`, CODE.PS_BPFFS);
 }

@@ -10,7 +10,7 @@
  */
 import koffi from 'koffi';
 import { constants as osConstants } from 'node:os';
-import { KernelError, NetlinkError } from '../errors.js';
+import { CODE, KernelError, NetlinkError, type ErrorCode } from '../errors.js';
 import { closeFd, errnoName } from './libc.js';
 
 export const NLMSG_ERROR = 2;
@@ -192,9 +192,9 @@ export function parseTcPayload(payload: Buffer): Tcmsg & { attrs: Map<number, Bu
  * The error for a refused request: PS_PERMISSION for EPERM (the commonest
  * cause, one code as for libbpf calls), `code` otherwise.
  */
-export function refusal(code: string, operation: string, status: NlStatus, hint?: string): NetlinkError {
+export function refusal(code: ErrorCode, operation: string, status: NlStatus, hint?: string): NetlinkError {
   const name = errnoName(status.errno);
-  return new NetlinkError(name === 'EPERM' ? 'PS_PERMISSION' : code, operation, status.errno, name, status.extAck, hint);
+  return new NetlinkError(name === 'EPERM' ? CODE.PS_PERMISSION : code, operation, status.errno, name, status.extAck, hint);
 }
 
 // ---------------------------------------------------------------------------
@@ -226,7 +226,7 @@ let bound: ReturnType<typeof bindSocketCalls> | undefined;
 const sys = (): ReturnType<typeof bindSocketCalls> => (bound ??= bindSocketCalls());
 
 function socketError(operation: string, errno: number): KernelError {
-  return new KernelError('PS_KERNEL', operation, errno, errnoName(errno), '');
+  return new KernelError(CODE.PS_KERNEL, operation, errno, errnoName(errno), '');
 }
 
 /** A request: type, flags (NLM_F_REQUEST and NLM_F_ACK are added) and payload. */
