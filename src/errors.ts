@@ -27,6 +27,7 @@ export const ERRORS = {
   PS_PERMISSION: { class: 'PermissionError', status: 500, exit: 2, hint: 'run as root (sudo) or grant CAP_BPF, CAP_PERFMON and CAP_NET_ADMIN' },
   PS_KERNEL_TOO_OLD: { class: 'PortshaperError', status: 500, exit: 2, hint: 'upgrade the kernel to 5.12 or newer' },
   PS_LIBBPF_NOT_FOUND: { class: 'LibraryNotFoundError', status: 500, exit: 2, hint: 'apt-get install libbpf1, or set PORTSHAPER_LIBBPF to the path of libbpf.so.1' },
+  PS_LIBC_NOT_FOUND: { class: 'LibraryNotFoundError', status: 500, exit: 2, hint: 'set PORTSHAPER_LIBC to the path of the C library (glibc\'s libc.so.6)' },
   PS_BPF_OBJECT: { class: 'PortshaperError', status: 500, exit: 2, hint: 'build the object with "make", or reinstall with "make install"' },
   PS_BPF_OPEN: { class: 'KernelError', status: 500, exit: 2, hint: 'rebuild the object: make clean && make' },
   PS_BPF_LOAD: { class: 'KernelError', status: 500, exit: 2, hint: 'grant CAP_PERFMON, use a kernel with BTF (/sys/kernel/btf/vmlinux); otherwise report it with the verifier log' },

@@ -6,16 +6,6 @@
  * 3 unexpected internal error.
  */
 import { ApiUnreachable, ERRORS, PolicyError, PortshaperError, UsageError } from '../errors.js';
-import { runAgent } from './agent.js';
-import { runClients } from './clients.js';
-import { runDetach } from './detach.js';
-import { runMountBpffs } from './mount-bpffs.js';
-import { runPorts } from './ports.js';
-import { runTop } from './top.js';
-import { runRm } from './rm.js';
-import { runSet } from './set.js';
-import { runStatus } from './status.js';
-import { runValidate } from './validate.js';
 
 const VERSION = '0.1.0';
 
@@ -45,17 +35,24 @@ Exit codes:
   3  unexpected internal error (please report it with the log)
 `;
 
-const COMMANDS: Record<string, (argv: string[]) => Promise<number>> = {
-  agent: runAgent,
-  validate: runValidate,
-  detach: runDetach,
-  status: runStatus,
-  set: runSet,
-  rm: runRm,
-  clients: runClients,
-  ports: runPorts,
-  top: runTop,
-  'mount-bpffs': runMountBpffs,
+type Command = (argv: string[]) => Promise<number>;
+
+/**
+ * Each command's module, imported when the command runs: importing them all
+ * up front would make "validate" (run in CI, often without libbpf or root)
+ * load the kernel layer of "agent" and "detach".
+ */
+const COMMANDS: Record<string, () => Promise<Command>> = {
+  agent: async () => (await import('./agent.js')).runAgent,
+  validate: async () => (await import('./validate.js')).runValidate,
+  detach: async () => (await import('./detach.js')).runDetach,
+  status: async () => (await import('./status.js')).runStatus,
+  set: async () => (await import('./set.js')).runSet,
+  rm: async () => (await import('./rm.js')).runRm,
+  clients: async () => (await import('./clients.js')).runClients,
+  ports: async () => (await import('./ports.js')).runPorts,
+  top: async () => (await import('./top.js')).runTop,
+  'mount-bpffs': async () => (await import('./mount-bpffs.js')).runMountBpffs,
 };
 
 /** Map an error to its exit code (the error table's, src/errors.ts) and print it for a human. */
@@ -87,12 +84,13 @@ async function main(argv: string[]): Promise<number> {
     process.stdout.write(`${VERSION}\n`);
     return 0;
   }
-  const run = COMMANDS[command];
-  if (!run) {
+  const load = COMMANDS[command];
+  if (!load) {
     process.stderr.write(`portshaper: unknown command "${command}"\n\n${MAIN_HELP}`);
     return 1;
   }
   try {
+    const run = await load();
     return await run(rest);
   } catch (err) {
     return reportError(err);

@@ -12,6 +12,7 @@ import koffi from 'koffi';
 import { constants as osConstants } from 'node:os';
 import { CODE, KernelError, NetlinkError, type ErrorCode } from '../errors.js';
 import { closeFd, errnoName } from './libc.js';
+import { libc } from './native.js';
 
 export const NLMSG_ERROR = 2;
 export const NLMSG_DONE = 3;
@@ -212,7 +213,7 @@ const RECV_BYTES = 65536;
 const EINTR = osConstants.errno.EINTR;
 
 function bindSocketCalls() {
-  const lib = koffi.load('libc.so.6');
+  const lib = libc();
   return {
     socket: lib.func('int socket(int domain, int type, int protocol)'),
     setsockopt: lib.func('int setsockopt(int fd, int level, int name, const void *value, uint32_t len)'),
