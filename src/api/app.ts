@@ -7,16 +7,7 @@ import { randomUUID } from 'node:crypto';
 import Fastify, { LogController, type FastifyBaseLogger, type FastifyError, type FastifyInstance, type FastifyReply, type FastifyRequest } from 'fastify';
 import type { Logger } from 'pino';
 import type { ShaperService } from './service.js';
-import {
-  ForeignQdiscError,
-  formatDiagnostic,
-  PersistError,
-  PolicyChangeError,
-  PolicyFileInvalidError,
-  PolicyReadOnlyError,
-  PortshaperError,
-  RuleNotFoundError,
-} from '../errors.js';
+import { CODE, ERRORS, formatDiagnostic, PersistError, PolicyChangeError, PolicyError, PolicyFileInvalidError, PortshaperError, type Diagnostic } from '../errors.js';
 import type { TokenCheck } from './auth.js';
 import { collectOpenApi } from './openapi.js';
 import { healthRoutes } from './routes/health.js';
@@ -25,7 +16,7 @@ import { policyRoutes } from './routes/policy.js';
 import { portRoutes } from './routes/ports.js';
 import { ruleRoutes } from './routes/rules.js';
 import { statsRoutes } from './routes/stats.js';
-import { BODY_LIMIT, errorBody } from './replies.js';
+import { BODY_LIMIT, errorBody, replyError } from './replies.js';
 import type { FieldError, Listener } from './schemas.js';
 import { listenersOn } from './sockets.js';
 import { readListeningSockets, readOwnedSockets, type ListeningSocket, type OwnedSocket } from './socket-table.js';
@@ -90,11 +81,11 @@ export async function buildApp(deps: AppDeps): Promise<FastifyInstance> {
     if (isRead && deps.readsOpen) return;
     if (deps.token.accepts(request.headers.authorization)) return;
     void reply.header('www-authenticate', 'Bearer realm="portshaper"');
-    return reply.code(401).send(errorBody(request, 401, 'PS_UNAUTHORIZED', isRead ? 'reads need "Authorization: Bearer <token>" (api.readsOpen is false)' : 'writes need "Authorization: Bearer <token>"; the token is in the file named by api.tokenFile'));
+    return replyError(reply, CODE.PS_UNAUTHORIZED, isRead ? 'reads need "Authorization: Bearer <token>" (api.readsOpen is false)' : 'writes need "Authorization: Bearer <token>"; the token is in the file named by api.tokenFile');
   });
 
   app.setErrorHandler((error: FastifyError, request, reply) => sendError(error, request, reply, deps.log));
-  app.setNotFoundHandler((request, reply) => reply.code(404).send(errorBody(request, 404, 'PS_NOT_FOUND', `no route ${request.method} ${request.url}; see /openapi.json`)));
+  app.setNotFoundHandler((request, reply) => replyError(reply, CODE.PS_NOT_FOUND, `no route ${request.method} ${request.url}; see /openapi.json`));
 
   await app.register(healthRoutes, { service: deps.service });
   await app.register(ruleRoutes, { service: deps.service, prefix: '/v1' });
@@ -111,10 +102,12 @@ export async function buildApp(deps: AppDeps): Promise<FastifyInstance> {
   return app;
 }
 
-/** Map any error to its status and body; 5xx bodies say nothing about internals, the log has it under the request id. */
+/**
+ * Map any error to its status and body: ours by the error table (src/errors.ts),
+ * fastify's by their statusCode. 5xx bodies say nothing about internals, the log
+ * has it under the request id.
+ */
 function sendError(error: FastifyError, request: FastifyRequest, reply: FastifyReply, log?: Logger): FastifyReply {
-  const send = (status: number, code: string, message: string, errors?: FieldError[]) =>
-    reply.code(status).send(errorBody(request, status, code, message, errors));
   if (error.validation) {
     const where = error.validationContext ?? 'body';
     const errors = error.validation.map((v) => {
@@ -125,24 +118,32 @@ function sendError(error: FastifyError, request: FastifyRequest, reply: FastifyR
       const reason = params.additionalProperty !== undefined ? `unknown key "${String(key)}"` : (v.message ?? 'invalid');
       return { field: where === 'body' ? field : `${where}.${field}`, reason };
     });
-    return send(400, 'PS_API_INVALID_REQUEST', `invalid ${where}: ${errors.map((e) => `${e.field}: ${e.reason}`).join('; ')}`, errors);
+    return replyError(reply, CODE.PS_API_INVALID_REQUEST, `invalid ${where}: ${errors.map((e) => `${e.field}: ${e.reason}`).join('; ')}`, errors);
   }
-  if (error instanceof RuleNotFoundError) return send(404, error.code, error.message);
-  if (error instanceof PolicyReadOnlyError) return send(409, error.code, error.message);
-  if (error instanceof PolicyChangeError) return send(error.conflict ? 409 : 400, error.code, error.message, error.problems);
-  if (error instanceof PolicyFileInvalidError) {
-    const problems = error.diagnostics.filter((d) => d.severity === 'error').map((d) => ({ field: 'policy file', reason: formatDiagnostic(d) }));
-    return send(409, error.code, error.message, problems);
-  }
-  // The host refuses the change (another tool's root qdisc where it would shape): nothing was changed.
-  if (error instanceof ForeignQdiscError) return send(409, error.code, error.message);
+  // A refusal (a bad change, a conflict, a foreign qdisc, a read-only file): nothing was changed, the message says why.
+  if (error instanceof PortshaperError && ERRORS[error.code].status < 500) return replyError(reply, error.code, error.message, fieldProblems(error));
   const status = error.statusCode ?? 500;
-  if (status === 413) return send(413, 'PS_API_BODY_TOO_LARGE', error.message);
-  if (status === 415) return send(415, 'PS_API_UNSUPPORTED_MEDIA_TYPE', `${error.message}; send application/json (rules) or application/yaml / application/json (policy)`);
-  if (status >= 400 && status < 500 && !(error instanceof PortshaperError)) return send(status, error.code ?? 'PS_API_INVALID_REQUEST', error.message);
+  if (status === 413) return replyError(reply, CODE.PS_API_BODY_TOO_LARGE, error.message);
+  if (status === 415) return replyError(reply, CODE.PS_API_UNSUPPORTED_MEDIA_TYPE, `${error.message}; send application/json (rules) or application/yaml / application/json (policy)`);
+  // fastify's own 4xx (a malformed JSON body…) keep fastify's code, as its message is fastify's too.
+  if (status >= 400 && status < 500 && !(error instanceof PortshaperError)) {
+    return reply.code(status).send(errorBody(request, status, error.code ?? CODE.PS_API_INVALID_REQUEST, error.message));
+  }
   log?.error({ requestId: request.id, method: request.method, url: request.url, err: error }, 'API request failed');
   if (error instanceof PersistError) {
-    return send(500, error.code, `the change could not be saved in the policy file and was rolled back; the agent logged why under request id ${String(request.id)}`);
+    return replyError(reply, error.code, `the change could not be saved in the policy file and was rolled back; the agent logged why under request id ${String(request.id)}`);
   }
-  return send(500, 'PS_INTERNAL', `internal error; the agent logged the details under request id ${String(request.id)}`);
+  return replyError(reply, CODE.PS_INTERNAL, `internal error; the agent logged the details under request id ${String(request.id)}`);
+}
+
+/** The per-field reasons of a refusal: a change's problems, or a policy's errors as positioned lines. */
+function fieldProblems(error: PortshaperError): FieldError[] | undefined {
+  if (error instanceof PolicyChangeError) return error.problems;
+  if (error instanceof PolicyFileInvalidError) return diagnosticProblems('policy file', error.diagnostics);
+  if (error instanceof PolicyError) return diagnosticProblems('policy', error.diagnostics);
+  return undefined;
+}
+
+function diagnosticProblems(field: string, diagnostics: Diagnostic[]): FieldError[] {
+  return diagnostics.filter((d) => d.severity === 'error').map((d) => ({ field, reason: formatDiagnostic(d) }));
 }

@@ -10,7 +10,8 @@ import { isIP } from 'node:net';
 import Fastify, { LogController, type FastifyBaseLogger, type FastifyInstance } from 'fastify';
 import type { Logger } from 'pino';
 import type { ShaperService } from './service.js';
-import { errorBody } from './replies.js';
+import { CODE } from '../errors.js';
+import { replyError } from './replies.js';
 import { readListeningSockets } from './socket-table.js';
 import { healthRoutes } from './routes/health.js';
 import { metricsRoutes } from './routes/metrics.js';
@@ -27,7 +28,7 @@ export async function buildMetricsApp(deps: { service: ShaperService; log?: Logg
     bodyLimit: 1024,
   });
   app.setNotFoundHandler((request, reply) =>
-    reply.code(404).send(errorBody(request, 404, 'PS_NOT_FOUND', `no route ${request.method} ${request.url}: this listener serves only GET /metrics, /healthz and /readyz; the REST API is on api.listen`)),
+    replyError(reply, CODE.PS_NOT_FOUND, `no route ${request.method} ${request.url}: this listener serves only GET /metrics, /healthz and /readyz; the REST API is on api.listen`),
   );
   await app.register(healthRoutes, { service: deps.service });
   await app.register(metricsRoutes, { service: deps.service, sockets: () => readListeningSockets() });

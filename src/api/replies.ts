@@ -3,7 +3,8 @@
  * responses. Kept apart from app.ts so routes never import the app that
  * registers them.
  */
-import type { FastifyRequest } from 'fastify';
+import type { FastifyReply, FastifyRequest } from 'fastify';
+import { ERRORS, type ErrorCode } from '../errors.js';
 import type { ErrorView, FieldError } from './schemas.js';
 
 /** Largest request body outside PUT /v1/policy. */
@@ -14,6 +15,12 @@ export const POLICY_BODY_LIMIT = 32 * 1024 * 1024;
 /** The one error body every non-2xx response has. */
 export function errorBody(request: FastifyRequest, statusCode: number, code: string, message: string, errors?: FieldError[]): ErrorView {
   return { statusCode, error: STATUS_TEXT[statusCode] ?? 'Error', code, message, requestId: String(request.id), ...(errors ? { errors } : {}) };
+}
+
+/** Answer with one of our codes, at the HTTP status the error table (src/errors.ts) gives it. */
+export function replyError(reply: FastifyReply, code: ErrorCode, message: string, errors?: FieldError[]): FastifyReply {
+  const { status } = ERRORS[code];
+  return reply.code(status).send(errorBody(reply.request, status, code, message, errors));
 }
 
 const STATUS_TEXT: Record<number, string> = {

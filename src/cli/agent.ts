@@ -10,7 +10,8 @@ import { zeroCounters } from '../kernel/layout.js';
 import { formatRate } from '../policy/index.js';
 import { parseListen } from '../policy/validate.js';
 import { createLogger, type Logger } from '../log.js';
-import { parseCommand, UsageError } from './args.js';
+import { UsageError } from '../errors.js';
+import { parseCommand } from './args.js';
 
 export const DEFAULT_POLICY = '/etc/portshaper/policy.yaml';
 

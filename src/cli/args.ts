@@ -3,9 +3,7 @@
  * errors that point at the command's --help.
  */
 import { parseArgs, type ParseArgsConfig } from 'node:util';
-
-/** Bad command-line usage: exit code 1 with the message. */
-export class UsageError extends Error {}
+import { UsageError } from '../errors.js';
 
 type Options = NonNullable<ParseArgsConfig['options']>;
 

@@ -6,10 +6,11 @@
 import { existsSync, readFileSync } from 'node:fs';
 import { isIP } from 'node:net';
 import type { ErrorView } from '../api/schemas.js';
+import { ApiUnreachable, UsageError } from '../errors.js';
 import { ifNameToIndex } from '../kernel/libc.js';
 import { parsePolicy, validatePolicy } from '../policy/index.js';
 import { DEFAULT_POLICY } from './agent.js';
-import { UsageError } from './args.js';
+
 
 /** Options every client command takes. */
 export const CLIENT_OPTIONS = {
@@ -70,13 +71,6 @@ export class ApiClient {
     }
     const text = await res.text();
     return { status: res.status, body: (text ? JSON.parse(text) : undefined) as T };
-  }
-}
-
-/** The agent's API did not answer. */
-export class ApiUnreachable extends Error {
-  constructor(url: string, reason: string) {
-    super(`cannot reach the agent's API at ${url} (${reason}); is the agent running? check --api or api.listen in the policy`);
   }
 }
 

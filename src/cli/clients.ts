@@ -1,6 +1,7 @@
 /** `portshaper clients NAME`: the clients of a rule with per-client limits, from the agent's API. */
 import type { ClientsView } from '../api/schemas.js';
-import { parseCommand, UsageError } from './args.js';
+import { UsageError } from '../errors.js';
+import { parseCommand } from './args.js';
 import { ApiClient, CLIENT_HELP, CLIENT_OPTIONS, reportApiError } from './client.js';
 
 export const CLIENTS_HELP = `Usage: portshaper clients NAME [options]

@@ -5,19 +5,7 @@
  * cannot do it (privileges, kernel, missing interface or object);
  * 3 unexpected internal error.
  */
-import { PortshaperError, PolicyError } from '../errors.js';
-import { runAgent } from './agent.js';
-import { runClients } from './clients.js';
-import { ApiUnreachable } from './client.js';
-import { runDetach } from './detach.js';
-import { runMountBpffs } from './mount-bpffs.js';
-import { runPorts } from './ports.js';
-import { runTop } from './top.js';
-import { runRm } from './rm.js';
-import { runSet } from './set.js';
-import { runStatus } from './status.js';
-import { UsageError } from './args.js';
-import { runValidate } from './validate.js';
+import { ApiUnreachable, ERRORS, PolicyError, PortshaperError, UsageError } from '../errors.js';
 
 const VERSION = '0.1.0';
 
@@ -47,39 +35,43 @@ Exit codes:
   3  unexpected internal error (please report it with the log)
 `;
 
-const COMMANDS: Record<string, (argv: string[]) => Promise<number>> = {
-  agent: runAgent,
-  validate: runValidate,
-  detach: runDetach,
-  status: runStatus,
-  set: runSet,
-  rm: runRm,
-  clients: runClients,
-  ports: runPorts,
-  top: runTop,
-  'mount-bpffs': runMountBpffs,
+type Command = (argv: string[]) => Promise<number>;
+
+/**
+ * Each command's module, imported when the command runs: importing them all
+ * up front would make "validate" (run in CI, often without libbpf or root)
+ * load the kernel layer of "agent" and "detach".
+ */
+const COMMANDS: Record<string, () => Promise<Command>> = {
+  agent: async () => (await import('./agent.js')).runAgent,
+  validate: async () => (await import('./validate.js')).runValidate,
+  detach: async () => (await import('./detach.js')).runDetach,
+  status: async () => (await import('./status.js')).runStatus,
+  set: async () => (await import('./set.js')).runSet,
+  rm: async () => (await import('./rm.js')).runRm,
+  clients: async () => (await import('./clients.js')).runClients,
+  ports: async () => (await import('./ports.js')).runPorts,
+  top: async () => (await import('./top.js')).runTop,
+  'mount-bpffs': async () => (await import('./mount-bpffs.js')).runMountBpffs,
 };
 
-/** Map an error to the documented exit code and print it for a human. */
+/** Map an error to its exit code (the error table's, src/errors.ts) and print it for a human. */
 export function reportError(err: unknown): number {
-  if (err instanceof UsageError) {
-    process.stderr.write(`portshaper: ${err.message}\n`);
-    return 1;
-  }
-  if (err instanceof ApiUnreachable) {
-    process.stderr.write(`portshaper: ${err.message}\n`);
-    return 2;
+  if (!(err instanceof PortshaperError)) {
+    process.stderr.write(`portshaper: internal error: ${err instanceof Error ? (err.stack ?? err.message) : String(err)}\n`);
+    return 3;
   }
   if (err instanceof PolicyError) {
+    // Positioned lines, as validate prints them: editors and CI read them without a prefix.
     process.stderr.write(`${err.message}\n`);
-    return 1;
+  } else if (err instanceof UsageError || err instanceof ApiUnreachable) {
+    // Their messages already say what to do (which --help to read, where the API should be).
+    process.stderr.write(`portshaper: ${err.message}\n`);
+  } else {
+    const fix = err.hint === undefined ? `\n  fix: ${ERRORS[err.code].hint}` : '';
+    process.stderr.write(`portshaper: ${err.message}${fix} [${err.code}]\n`);
   }
-  if (err instanceof PortshaperError) {
-    process.stderr.write(`portshaper: ${err.message} [${err.code}]\n`);
-    return 2;
-  }
-  process.stderr.write(`portshaper: internal error: ${err instanceof Error ? (err.stack ?? err.message) : String(err)}\n`);
-  return 3;
+  return ERRORS[err.code].exit;
 }
 
 async function main(argv: string[]): Promise<number> {
@@ -92,12 +84,13 @@ async function main(argv: string[]): Promise<number> {
     process.stdout.write(`${VERSION}\n`);
     return 0;
   }
-  const run = COMMANDS[command];
-  if (!run) {
+  const load = COMMANDS[command];
+  if (!load) {
     process.stderr.write(`portshaper: unknown command "${command}"\n\n${MAIN_HELP}`);
     return 1;
   }
   try {
+    const run = await load();
     return await run(rest);
   } catch (err) {
     return reportError(err);

@@ -8,7 +8,8 @@ import { existsSync, mkdirSync } from 'node:fs';
 import { resolve } from 'node:path';
 import { mountBpffs } from '../kernel/libc.js';
 import { onBpffs } from '../kernel/pins.js';
-import { parseCommand, UsageError } from './args.js';
+import { UsageError } from '../errors.js';
+import { parseCommand } from './args.js';
 
 export const MOUNT_BPFFS_HELP = `Usage: portshaper mount-bpffs [DIR]
 

@@ -1,5 +1,6 @@
 /** `portshaper rm NAME`: remove a rule through the agent's API. */
-import { parseCommand, UsageError } from './args.js';
+import { UsageError } from '../errors.js';
+import { parseCommand } from './args.js';
 import { ApiClient, CLIENT_HELP, CLIENT_OPTIONS, reportApiError } from './client.js';
 
 export const RM_HELP = `Usage: portshaper rm NAME [options]

@@ -1,6 +1,7 @@
 /** `portshaper set NAME --rate R [--burst B]`: change (or create) a rule through the agent's API. */
 import type { RuleView } from '../api/schemas.js';
-import { parseCommand, UsageError } from './args.js';
+import { UsageError } from '../errors.js';
+import { parseCommand } from './args.js';
 import { ApiClient, CLIENT_HELP, CLIENT_OPTIONS, reportApiError } from './client.js';
 
 export const SET_HELP = `Usage: portshaper set NAME [--rate R] [--burst B] [--port P ...] [options]

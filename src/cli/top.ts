@@ -5,8 +5,9 @@
  * quit with q. Elsewhere (a pipe, a log): one plain block per refresh.
  */
 import type { PortEntry, PortsView } from '../api/ports-schemas.js';
-import { parseCommand, UsageError } from './args.js';
-import { ApiClient, ApiUnreachable, CLIENT_HELP, CLIENT_OPTIONS } from './client.js';
+import { ApiUnreachable, UsageError } from '../errors.js';
+import { parseCommand } from './args.js';
+import { ApiClient, CLIENT_HELP, CLIENT_OPTIONS } from './client.js';
 import { formatBits, limitLabel, listenLabel, portLabel, processLabel } from './ports.js';
 
 export const TOP_HELP = `Usage: portshaper top [options]

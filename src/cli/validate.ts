@@ -1,8 +1,8 @@
 /** `portshaper validate FILE...`: lint policy files for CI pipelines and editors. */
-import { formatDiagnostic, PolicyError } from '../errors.js';
+import { formatDiagnostic, PolicyError, UsageError } from '../errors.js';
 import { ifNameToIndex } from '../kernel/libc.js';
 import { loadPolicyFile } from '../policy/index.js';
-import { parseCommand, UsageError } from './args.js';
+import { parseCommand } from './args.js';
 
 export const VALIDATE_HELP = `Usage: portshaper validate FILE...
 

@@ -5,7 +5,7 @@
  */
 import { existsSync, readFileSync } from 'node:fs';
 import { release } from 'node:os';
-import { PermissionError, PortshaperError } from '../errors.js';
+import { CODE, PermissionError, PortshaperError } from '../errors.js';
 
 const CAP_NET_ADMIN = 12;
 const CAP_SYS_ADMIN = 21;
@@ -42,7 +42,7 @@ export function preflight(operation: string): string[] {
   const [major, minor] = kernelVersion();
   if (major < MIN_KERNEL[0] || (major === MIN_KERNEL[0] && minor < MIN_KERNEL[1])) {
     throw new PortshaperError(
-      'PS_KERNEL_TOO_OLD',
+      CODE.PS_KERNEL_TOO_OLD,
       `Linux ${release()} is too old: portshaper needs ${MIN_KERNEL.join('.')} or newer ` +
         '(BPF atomics for the lock-free bucket: 5.12; batch map operations, mmapable arrays, __sk_buff.gso_size)',
       { hint: 'upgrade the kernel, e.g. Debian 12 (6.1), Ubuntu 22.04 (5.15) or a backports kernel' },

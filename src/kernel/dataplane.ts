@@ -9,7 +9,7 @@
 import { existsSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { PinLayoutError, PortshaperError } from '../errors.js';
+import { CODE, PinLayoutError, PortshaperError } from '../errors.js';
 import {
   type BpfObject,
   closeObject,
@@ -94,7 +94,7 @@ export class DataPlane {
     const pinDir = options.pinDir ?? DEFAULT_PIN_DIR;
     const objectPath = options.objectPath ?? DEFAULT_OBJECT_PATH;
     if (!existsSync(objectPath)) {
-      throw new PortshaperError('PS_BPF_OBJECT', `BPF object not found at ${objectPath}`, {
+      throw new PortshaperError(CODE.PS_BPF_OBJECT, `BPF object not found at ${objectPath}`, {
         hint: 'build it with "make" (needs clang; "make setup" installs it)',
       });
     }
@@ -147,7 +147,7 @@ export class DataPlane {
   /** The layout record of the pins in use. */
   meta(): PsMeta {
     const raw = this.maps.ps_meta.get(0);
-    if (!raw) throw new PortshaperError('PS_PIN_LAYOUT', `ps_meta in ${this.pinDir} is empty`);
+    if (!raw) throw new PortshaperError(CODE.PS_PIN_LAYOUT, `ps_meta in ${this.pinDir} is empty`);
     return psMeta.decode(raw);
   }
 
@@ -193,7 +193,7 @@ export class DataPlane {
       row = 1;
       while (used.has(row)) row++;
       if (row >= PS.PS_MAX_IFACES) {
-        throw new PortshaperError('PS_CAPACITY', `more than ${PS.PS_MAX_IFACES - 1} interfaces registered`, {
+        throw new PortshaperError(CODE.PS_CAPACITY, `more than ${PS.PS_MAX_IFACES - 1} interfaces registered`, {
           hint: 'remove interfaces from the policy or detach stale ones with "portshaper detach"',
         });
       }
@@ -215,7 +215,7 @@ export class DataPlane {
 
   /** Tests only: set the clock the program reads when opened with testClock. */
   setTestNow(ns: bigint): void {
-    if (this.testClockFd === null) throw new PortshaperError('PS_INTERNAL', 'data plane was not opened with testClock');
+    if (this.testClockFd === null) throw new PortshaperError(CODE.PS_INTERNAL, 'data plane was not opened with testClock');
     const v = Buffer.alloc(8);
     v.writeBigUInt64LE(ns);
     // .data.testclock is an array map of one element holding the section.
@@ -229,7 +229,7 @@ export class DataPlane {
 
   /** Throw if close() was called: the mapped views are gone then. */
   assertOpen(): void {
-    if (this.closed) throw new PortshaperError('PS_INTERNAL', 'data plane used after close()');
+    if (this.closed) throw new PortshaperError(CODE.PS_INTERNAL, 'data plane used after close()');
   }
 
   /** Close our fds. Pins and tc filters keep the data plane enforcing. */

@@ -15,8 +15,9 @@
  */
 import koffi from 'koffi';
 import { constants as osConstants } from 'node:os';
-import { KernelError, LibraryNotFoundError } from '../errors.js';
+import { CODE, KernelError, type ErrorCode } from '../errors.js';
 import { errnoName, vsnprintf } from './libc.js';
+import { libbpf, onFirstUse } from './native.js';
 
 export { closeFd, errnoName, ifNameToIndex, mmapMap, mountBpffs, setNetns, type MappedMap } from './libc.js';
 
@@ -24,24 +25,6 @@ export { closeFd, errnoName, ifNameToIndex, mmapMap, mountBpffs, setNetns, type 
 export type BpfObject = unknown;
 export type BpfMap = unknown;
 export type BpfProgram = unknown;
-
-const LIBBPF_CANDIDATES = ['libbpf.so.1', '/usr/lib/x86_64-linux-gnu/libbpf.so.1', '/usr/lib64/libbpf.so.1', '/usr/lib/libbpf.so.1'];
-
-function loadLibbpf(): koffi.IKoffiLib {
-  const override = process.env.PORTSHAPER_LIBBPF;
-  const tried = override ? [override] : LIBBPF_CANDIDATES;
-  const errors: unknown[] = [];
-  for (const path of tried) {
-    try {
-      return koffi.load(path);
-    } catch (err) {
-      errors.push(err);
-    }
-  }
-  throw new LibraryNotFoundError(tried, errors[errors.length - 1]);
-}
-
-const lib = loadLibbpf();
 
 // struct bpf_tc_hook / bpf_tc_opts from libbpf.h (the trailing `size_t :0`
 // rounds both to a multiple of 8; `sz` must hold the struct size).
@@ -89,38 +72,45 @@ const TEST_RUN_OPTS_SIZE = koffi.sizeof(TestRunOpts);
 // can format it directly. (aarch64 passes va_list by value: see README.)
 const PrintFn = koffi.proto('int libbpf_print_fn(int level, const char *fmt, void *args)');
 
-const fn = {
-  libbpf_set_print: lib.func('void *libbpf_set_print(libbpf_print_fn *fn)'),
-  libbpf_num_possible_cpus: lib.func('int libbpf_num_possible_cpus()'),
-  libbpf_major_version: lib.func('uint32_t libbpf_major_version()'),
-  libbpf_minor_version: lib.func('uint32_t libbpf_minor_version()'),
-  bpf_object__open_file: lib.func('void *bpf_object__open_file(const char *path, void *opts)'),
-  bpf_object__load: lib.func('int bpf_object__load(void *obj)'),
-  bpf_object__close: lib.func('void bpf_object__close(void *obj)'),
-  bpf_object__find_map_by_name: lib.func('void *bpf_object__find_map_by_name(void *obj, const char *name)'),
-  bpf_object__find_program_by_name: lib.func('void *bpf_object__find_program_by_name(void *obj, const char *name)'),
-  bpf_map__set_pin_path: lib.func('int bpf_map__set_pin_path(void *map, const char *path)'),
-  bpf_map__set_initial_value: lib.func('int bpf_map__set_initial_value(void *map, const void *data, size_t size)'),
-  bpf_map__set_max_entries: lib.func('int bpf_map__set_max_entries(void *map, uint32_t max_entries)'),
-  bpf_map__fd: lib.func('int bpf_map__fd(void *map)'),
-  bpf_program__fd: lib.func('int bpf_program__fd(void *prog)'),
-  bpf_obj_get: lib.func('int bpf_obj_get(const char *path)'),
-  bpf_map_lookup_elem: lib.func('int bpf_map_lookup_elem(int fd, const void *key, void *value)'),
-  bpf_map_update_elem: lib.func('int bpf_map_update_elem(int fd, const void *key, const void *value, uint64_t flags)'),
-  bpf_map_delete_elem: lib.func('int bpf_map_delete_elem(int fd, const void *key)'),
-  bpf_map_lookup_batch: lib.func(
-    'int bpf_map_lookup_batch(int fd, void *in_batch, void *out_batch, void *keys, void *values, void *count, void *opts)',
-  ),
-  bpf_map_update_batch: lib.func(
-    'int bpf_map_update_batch(int fd, const void *keys, const void *values, void *count, void *opts)',
-  ),
-  bpf_tc_hook_create: lib.func('int bpf_tc_hook_create(bpf_tc_hook *hook)'),
-  bpf_tc_attach: lib.func('int bpf_tc_attach(bpf_tc_hook *hook, _Inout_ bpf_tc_opts *opts)'),
-  bpf_tc_detach: lib.func('int bpf_tc_detach(bpf_tc_hook *hook, bpf_tc_opts *opts)'),
-  bpf_tc_query: lib.func('int bpf_tc_query(bpf_tc_hook *hook, _Inout_ bpf_tc_opts *opts)'),
-  bpf_obj_get_info_by_fd: lib.func('int bpf_obj_get_info_by_fd(int fd, void *info, void *info_len)'),
-  bpf_prog_test_run_opts: lib.func('int bpf_prog_test_run_opts(int prog_fd, _Inout_ bpf_test_run_opts *opts)'),
-};
+// Bound on first call, not at import: importing this module must work on a host without libbpf.
+function bindLibbpf() {
+  const lib = libbpf();
+  const fn = {
+    libbpf_set_print: lib.func('void *libbpf_set_print(libbpf_print_fn *fn)'),
+    libbpf_num_possible_cpus: lib.func('int libbpf_num_possible_cpus()'),
+    libbpf_major_version: lib.func('uint32_t libbpf_major_version()'),
+    libbpf_minor_version: lib.func('uint32_t libbpf_minor_version()'),
+    bpf_object__open_file: lib.func('void *bpf_object__open_file(const char *path, void *opts)'),
+    bpf_object__load: lib.func('int bpf_object__load(void *obj)'),
+    bpf_object__close: lib.func('void bpf_object__close(void *obj)'),
+    bpf_object__find_map_by_name: lib.func('void *bpf_object__find_map_by_name(void *obj, const char *name)'),
+    bpf_object__find_program_by_name: lib.func('void *bpf_object__find_program_by_name(void *obj, const char *name)'),
+    bpf_map__set_pin_path: lib.func('int bpf_map__set_pin_path(void *map, const char *path)'),
+    bpf_map__set_initial_value: lib.func('int bpf_map__set_initial_value(void *map, const void *data, size_t size)'),
+    bpf_map__set_max_entries: lib.func('int bpf_map__set_max_entries(void *map, uint32_t max_entries)'),
+    bpf_map__fd: lib.func('int bpf_map__fd(void *map)'),
+    bpf_program__fd: lib.func('int bpf_program__fd(void *prog)'),
+    bpf_obj_get: lib.func('int bpf_obj_get(const char *path)'),
+    bpf_map_lookup_elem: lib.func('int bpf_map_lookup_elem(int fd, const void *key, void *value)'),
+    bpf_map_update_elem: lib.func('int bpf_map_update_elem(int fd, const void *key, const void *value, uint64_t flags)'),
+    bpf_map_delete_elem: lib.func('int bpf_map_delete_elem(int fd, const void *key)'),
+    bpf_map_lookup_batch: lib.func(
+      'int bpf_map_lookup_batch(int fd, void *in_batch, void *out_batch, void *keys, void *values, void *count, void *opts)',
+    ),
+    bpf_map_update_batch: lib.func(
+      'int bpf_map_update_batch(int fd, const void *keys, const void *values, void *count, void *opts)',
+    ),
+    bpf_tc_hook_create: lib.func('int bpf_tc_hook_create(bpf_tc_hook *hook)'),
+    bpf_tc_attach: lib.func('int bpf_tc_attach(bpf_tc_hook *hook, _Inout_ bpf_tc_opts *opts)'),
+    bpf_tc_detach: lib.func('int bpf_tc_detach(bpf_tc_hook *hook, bpf_tc_opts *opts)'),
+    bpf_tc_query: lib.func('int bpf_tc_query(bpf_tc_hook *hook, _Inout_ bpf_tc_opts *opts)'),
+    bpf_obj_get_info_by_fd: lib.func('int bpf_obj_get_info_by_fd(int fd, void *info, void *info_len)'),
+    bpf_prog_test_run_opts: lib.func('int bpf_prog_test_run_opts(int prog_fd, _Inout_ bpf_test_run_opts *opts)'),
+  };
+  fn.libbpf_set_print(printCallback());
+  return fn;
+}
+const fn = onFirstUse(bindLibbpf);
 
 // ---------------------------------------------------------------------------
 // libbpf's log: one print callback for the life of the process. Messages are
@@ -134,16 +124,18 @@ const printBuf = Buffer.alloc(64 * 1024);
 /** libbpf print levels: 0 warn, 1 info, 2 debug. Debug is dropped unless asked for. */
 const logLevel = process.env.PORTSHAPER_LIBBPF_DEBUG ? 2 : 1;
 
-const printCallback = koffi.register((level: number, fmt: string, args: unknown): number => {
-  if (level > logLevel) return 0;
-  const n = vsnprintf(printBuf, printBuf.length, fmt, args);
-  if (n > 0) {
-    logBuffer += printBuf.toString('utf8', 0, Math.min(n, printBuf.length - 1));
-    if (logBuffer.length > LOG_LIMIT) logBuffer = logBuffer.slice(-LOG_LIMIT);
-  }
-  return 0;
-}, koffi.pointer(PrintFn));
-fn.libbpf_set_print(printCallback);
+/** libbpf's print callback, registered once, when libbpf is bound. */
+function printCallback(): ReturnType<typeof koffi.register> {
+  return koffi.register((level: number, fmt: string, args: unknown): number => {
+    if (level > logLevel) return 0;
+    const n = vsnprintf(printBuf, printBuf.length, fmt, args);
+    if (n > 0) {
+      logBuffer += printBuf.toString('utf8', 0, Math.min(n, printBuf.length - 1));
+      if (logBuffer.length > LOG_LIMIT) logBuffer = logBuffer.slice(-LOG_LIMIT);
+    }
+    return 0;
+  }, koffi.pointer(PrintFn));
+}
 
 /** Take (and clear) what libbpf logged since the last call. */
 export function takeLibbpfLog(): string {
@@ -181,23 +173,23 @@ function hintFor(operation: string, errno: number): string | undefined {
 }
 
 /** Build the KernelError for a failed operation (errno positive or negative). */
-export function kernelError(operation: string, errno: number, code = 'PS_KERNEL'): KernelError {
+export function kernelError(operation: string, errno: number, code: ErrorCode = CODE.PS_KERNEL): KernelError {
   const e = Math.abs(errno);
   return new KernelError(code, operation, e, errnoName(e), takeLibbpfLog(), hintFor(operation, e));
 }
 
 /** Throw for a libbpf int return (<0 means -errno); otherwise return it. */
-function check(operation: string, ret: number, code?: string): number {
+function check(operation: string, ret: number, code?: ErrorCode): number {
   if (ret < 0) {
     const errno = ret === -1 ? koffi.errno() : -ret;
     // Missing privileges are the commonest failure: give them one code.
-    throw kernelError(operation, errno, errno === EPERM ? 'PS_PERMISSION' : code);
+    throw kernelError(operation, errno, errno === EPERM ? CODE.PS_PERMISSION : code);
   }
   return ret;
 }
 
 /** Throw for a libbpf pointer return (NULL means failure, errno set). */
-function checkPtr<T>(operation: string, ptr: T | null, code?: string): T {
+function checkPtr<T>(operation: string, ptr: T | null, code?: ErrorCode): T {
   if (ptr === null) throw kernelError(operation, koffi.errno() || 22, code);
   return ptr;
 }
@@ -207,69 +199,69 @@ function checkPtr<T>(operation: string, ptr: T | null, code?: string): T {
 
 /** libbpf's version, e.g. "1.1". */
 export function libbpfVersion(): string {
-  return `${fn.libbpf_major_version()}.${fn.libbpf_minor_version()}`;
+  return `${fn().libbpf_major_version()}.${fn().libbpf_minor_version()}`;
 }
 
 /** Number of possible CPUs: the multiplier of every per-CPU value. */
 export function possibleCpus(): number {
-  return check('libbpf_num_possible_cpus', fn.libbpf_num_possible_cpus() as number);
+  return check('libbpf_num_possible_cpus', fn().libbpf_num_possible_cpus() as number);
 }
 
 /** Open (parse, not load) a BPF ELF object. */
 export function openObject(path: string): BpfObject {
   takeLibbpfLog();
-  return checkPtr(`open BPF object ${path}`, fn.bpf_object__open_file(path, null), 'PS_BPF_OPEN');
+  return checkPtr(`open BPF object ${path}`, fn().bpf_object__open_file(path, null), CODE.PS_BPF_OPEN);
 }
 
 /** Load every map and program of an opened object into the kernel (runs the verifier). */
 export function loadObject(obj: BpfObject, what: string): void {
   takeLibbpfLog();
-  check(`load ${what}`, fn.bpf_object__load(obj) as number, 'PS_BPF_LOAD');
+  check(`load ${what}`, fn().bpf_object__load(obj) as number, CODE.PS_BPF_LOAD);
   takeLibbpfLog();
 }
 
 /** Free an object: closes its fds (pins and tc attachments keep what they hold alive). */
 export function closeObject(obj: BpfObject): void {
-  fn.bpf_object__close(obj);
+  fn().bpf_object__close(obj);
 }
 
 /** Find a map by name (internal maps by section name, e.g. ".rodata"). */
 export function findMap(obj: BpfObject, name: string): BpfMap {
-  return checkPtr(`find map ${name}`, fn.bpf_object__find_map_by_name(obj, name) as BpfMap | null, 'PS_BPF_OBJECT');
+  return checkPtr(`find map ${name}`, fn().bpf_object__find_map_by_name(obj, name) as BpfMap | null, CODE.PS_BPF_OBJECT);
 }
 
 /** Find a program by its C function name. */
 export function findProgram(obj: BpfObject, name: string): BpfProgram {
   return checkPtr(
     `find program ${name}`,
-    fn.bpf_object__find_program_by_name(obj, name) as BpfProgram | null,
-    'PS_BPF_OBJECT',
+    fn().bpf_object__find_program_by_name(obj, name) as BpfProgram | null,
+    CODE.PS_BPF_OBJECT,
   );
 }
 
 /** Pin (or, if the pin exists and matches, reuse) this map at path when the object loads. */
 export function setPinPath(map: BpfMap, path: string): void {
-  check(`set pin path ${path}`, fn.bpf_map__set_pin_path(map, path) as number);
+  check(`set pin path ${path}`, fn().bpf_map__set_pin_path(map, path) as number);
 }
 
 /** Replace a global-data map's initial contents (e.g. .rodata constants) before load. */
 /** Size a map before the object is loaded. */
 export function setMaxEntries(map: BpfMap, entries: number, what: string): void {
-  check(`size ${what} to ${entries} entries`, fn.bpf_map__set_max_entries(map, entries) as number);
+  check(`size ${what} to ${entries} entries`, fn().bpf_map__set_max_entries(map, entries) as number);
 }
 
 export function setInitialValue(map: BpfMap, data: Buffer): void {
-  check('set initial value', fn.bpf_map__set_initial_value(map, data, data.length) as number);
+  check('set initial value', fn().bpf_map__set_initial_value(map, data, data.length) as number);
 }
 
 /** The fd of a loaded map. */
 export function mapFd(map: BpfMap): number {
-  return check('bpf_map__fd', fn.bpf_map__fd(map) as number);
+  return check('bpf_map__fd', fn().bpf_map__fd(map) as number);
 }
 
 /** The fd of a loaded program. */
 export function programFd(prog: BpfProgram): number {
-  return check('bpf_program__fd', fn.bpf_program__fd(prog) as number);
+  return check('bpf_program__fd', fn().bpf_program__fd(prog) as number);
 }
 
 /** Shape of a map as the kernel reports it (struct bpf_map_info). */
@@ -285,14 +277,14 @@ export function mapInfo(fd: number, what: string): MapInfo {
   const info = Buffer.alloc(96);
   const len = Buffer.alloc(4);
   len.writeUInt32LE(info.length);
-  check(`get info of ${what}`, fn.bpf_obj_get_info_by_fd(fd, info, len) as number);
+  check(`get info of ${what}`, fn().bpf_obj_get_info_by_fd(fd, info, len) as number);
   // struct bpf_map_info: type, id, key_size, value_size, max_entries (u32 each)
   return { type: info.readUInt32LE(0), keySize: info.readUInt32LE(8), valueSize: info.readUInt32LE(12), maxEntries: info.readUInt32LE(16) };
 }
 
 /** Open a pinned object (map or program) by its bpffs path; the caller closes the fd. */
 export function objGet(path: string): number {
-  return check(`open pin ${path}`, fn.bpf_obj_get(path) as number);
+  return check(`open pin ${path}`, fn().bpf_obj_get(path) as number);
 }
 
 
@@ -303,7 +295,7 @@ export const BPF_ANY = 0;
 
 /** Look one element up; returns false when the key does not exist. */
 export function lookupElem(fd: number, key: Buffer, value: Buffer, what: string): boolean {
-  const ret = fn.bpf_map_lookup_elem(fd, key, value) as number;
+  const ret = fn().bpf_map_lookup_elem(fd, key, value) as number;
   if (ret < 0) {
     const errno = ret === -1 ? koffi.errno() : -ret;
     if (errno === ENOENT) return false;
@@ -314,12 +306,12 @@ export function lookupElem(fd: number, key: Buffer, value: Buffer, what: string)
 
 /** Write one element. */
 export function updateElem(fd: number, key: Buffer, value: Buffer, what: string, flags = BPF_ANY): void {
-  check(`update ${what}`, fn.bpf_map_update_elem(fd, key, value, flags) as number);
+  check(`update ${what}`, fn().bpf_map_update_elem(fd, key, value, flags) as number);
 }
 
 /** Delete one element; returns false when it did not exist. */
 export function deleteElem(fd: number, key: Buffer, what: string): boolean {
-  const ret = fn.bpf_map_delete_elem(fd, key) as number;
+  const ret = fn().bpf_map_delete_elem(fd, key) as number;
   if (ret < 0) {
     const errno = ret === -1 ? koffi.errno() : -ret;
     if (errno === ENOENT) return false;
@@ -344,7 +336,7 @@ export function lookupBatch(
 ): { count: number; done: boolean } {
   const count = Buffer.alloc(4);
   count.writeUInt32LE(max);
-  const ret = fn.bpf_map_lookup_batch(fd, inBatch, outBatch, keys, values, count, null) as number;
+  const ret = fn().bpf_map_lookup_batch(fd, inBatch, outBatch, keys, values, count, null) as number;
   const n = count.readUInt32LE();
   if (ret < 0) {
     const errno = ret === -1 ? koffi.errno() : -ret;
@@ -359,7 +351,7 @@ export function updateBatch(fd: number, keys: Buffer, values: Buffer, count: num
   if (count === 0) return;
   const n = Buffer.alloc(4);
   n.writeUInt32LE(count);
-  check(`update batch ${what} (${count} entries)`, fn.bpf_map_update_batch(fd, keys, values, n, null) as number);
+  check(`update batch ${what} (${count} entries)`, fn().bpf_map_update_batch(fd, keys, values, n, null) as number);
 }
 
 // ---------------------------------------------------------------------------
@@ -387,16 +379,16 @@ function opts(id: TcFilterId, progFd = 0, flags = 0) {
 
 /** Create the clsact qdisc on an interface; returns false if it already existed. */
 export function tcEnsureClsact(ifindex: number, ifname: string): boolean {
-  const ret = fn.bpf_tc_hook_create(hook(ifindex, BPF_TC_INGRESS | BPF_TC_EGRESS)) as number;
+  const ret = fn().bpf_tc_hook_create(hook(ifindex, BPF_TC_INGRESS | BPF_TC_EGRESS)) as number;
   if (ret === -EEXIST) return false;
-  check(`create clsact qdisc on ${ifname}`, ret, 'PS_TC_ATTACH');
+  check(`create clsact qdisc on ${ifname}`, ret, CODE.PS_TC_ATTACH);
   return true;
 }
 
 /** Attach (or atomically replace) our filter on one hook; returns the kernel's program id. */
 export function tcAttach(ifindex: number, point: TcHookPoint, id: TcFilterId, progFd: number, what: string): number {
   const o = opts(id, progFd, BPF_TC_F_REPLACE);
-  check(`attach ${what}`, fn.bpf_tc_attach(hook(ifindex, point), o) as number, 'PS_TC_ATTACH');
+  check(`attach ${what}`, fn().bpf_tc_attach(hook(ifindex, point), o) as number, CODE.PS_TC_ATTACH);
   return o.prog_id;
 }
 
@@ -405,18 +397,18 @@ export function tcAttach(ifindex: number, point: TcHookPoint, id: TcFilterId, pr
  * when the interface itself is gone (ENODEV): its filters went with it.
  */
 export function tcDetach(ifindex: number, point: TcHookPoint, id: TcFilterId, what: string): boolean {
-  const ret = fn.bpf_tc_detach(hook(ifindex, point), opts(id)) as number;
+  const ret = fn().bpf_tc_detach(hook(ifindex, point), opts(id)) as number;
   if (ret === -ENOENT || ret === -ENODEV) return false;
-  check(`detach ${what}`, ret, 'PS_TC_DETACH');
+  check(`detach ${what}`, ret, CODE.PS_TC_DETACH);
   return true;
 }
 
 /** The program id attached as our filter on a hook, or 0 if none is. */
 export function tcQuery(ifindex: number, point: TcHookPoint, id: TcFilterId, what: string): number {
   const o = opts(id);
-  const ret = fn.bpf_tc_query(hook(ifindex, point), o) as number;
+  const ret = fn().bpf_tc_query(hook(ifindex, point), o) as number;
   if (ret === -ENOENT || ret === -osConstants.errno.EINVAL) return 0;
-  check(`query ${what}`, ret, 'PS_TC_QUERY');
+  check(`query ${what}`, ret, CODE.PS_TC_QUERY);
   return o.prog_id;
 }
 
@@ -457,6 +449,6 @@ export function testRun(progFd: number, frame: Buffer, ctx: Buffer | null, repea
     cpu: 0,
     batch_size: 0,
   };
-  check('BPF_PROG_TEST_RUN', fn.bpf_prog_test_run_opts(progFd, o) as number, 'PS_TEST_RUN');
+  check('BPF_PROG_TEST_RUN', fn().bpf_prog_test_run_opts(progFd, o) as number, CODE.PS_TEST_RUN);
   return { retval: o.retval | 0, durationNs: o.duration, frameOut: frameOut.subarray(0, o.data_size_out), ctxOut };
 }

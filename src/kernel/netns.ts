@@ -8,7 +8,7 @@
  * while the thread is elsewhere, and libuv's worker threads never move.
  */
 import { closeSync, openSync } from 'node:fs';
-import { PortshaperError } from '../errors.js';
+import { CODE, PortshaperError } from '../errors.js';
 import { setNetns } from './libbpf.js';
 
 /** Path of a named namespace as `ip netns` creates it. */
@@ -23,7 +23,7 @@ export function inNetns<T>(ns: string, fn: () => T): T {
   try {
     target = openSync(path, 'r');
   } catch (cause) {
-    throw new PortshaperError('PS_NETNS', `network namespace ${path} cannot be opened`, {
+    throw new PortshaperError(CODE.PS_NETNS, `network namespace ${path} cannot be opened`, {
       hint: 'check the name with "ip netns list"',
       cause,
     });

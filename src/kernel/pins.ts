@@ -5,7 +5,7 @@
  */
 import { existsSync, mkdirSync, readdirSync, rmdirSync, statfsSync, unlinkSync } from 'node:fs';
 import { dirname, join } from 'node:path';
-import { PinLayoutError, PortshaperError } from '../errors.js';
+import { CODE, PinLayoutError, PortshaperError } from '../errors.js';
 import { closeFd, lookupElem, mapInfo, mountBpffs, objGet } from './libbpf.js';
 import { PS, psBucket, psClient, psClientCfg, psClientKey, psCounters, psGlobal, psIface, psMeta, psPortTraffic, psRule, type PsMeta } from './layout.js';
 import { u32 } from './maps.js';
@@ -117,7 +117,7 @@ export function removePins(pinDir: string): void {
   const names = readdirSync(pinDir).filter((n) => !BPFFS_OWN.has(n));
   for (const name of names) {
     if (!(MAP_NAMES as readonly string[]).includes(name)) {
-      throw new PortshaperError('PS_PIN_FOREIGN', `${join(pinDir, name)} is not a portshaper pin; not removing ${pinDir}`, {
+      throw new PortshaperError(CODE.PS_PIN_FOREIGN, `${join(pinDir, name)} is not a portshaper pin; not removing ${pinDir}`, {
         hint: 'choose a pin directory used only by portshaper',
       });
     }

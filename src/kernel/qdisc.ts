@@ -10,7 +10,7 @@
  * rate, independent of the others.
  */
 import { constants as osConstants } from 'node:os';
-import { ForeignQdiscError } from '../errors.js';
+import { CODE, ForeignQdiscError } from '../errors.js';
 import {
   attrString,
   encodeTcPayload,
@@ -171,7 +171,7 @@ function qdiscHint(errno: number, ifname: string): string {
 }
 
 function check(reply: NlReply, operation: string, ifname: string): NlReply {
-  if (reply.errno) throw refusal('PS_QDISC', operation, reply, qdiscHint(reply.errno, ifname));
+  if (reply.errno) throw refusal(CODE.PS_QDISC, operation, reply, qdiscHint(reply.errno, ifname));
   return reply;
 }
 

@@ -7,7 +7,7 @@
  * ps_rule carries a 64-bit hash of the bucket key, so a new agent finds the
  * slot (with its credit and counters) of every bucket it still wants.
  */
-import { CapacityError, PortshaperError } from '../errors.js';
+import { CapacityError, CODE, PortshaperError } from '../errors.js';
 import type { DesiredBucket, DesiredClientLimit, DesiredPortRange, DesiredState } from './desired.js';
 import { PS, portIndex, type PsClientCfg, type PsRule } from './layout.js';
 import { classId, PS_HTB_MAJOR } from './qdisc.js';
@@ -140,7 +140,7 @@ export function portTable(desired: DesiredState, slots: Map<string, number>): Ui
 function slotOf(slots: Map<string, number>, key: string): number {
   const slot = slots.get(key);
   if (slot === undefined) {
-    throw new PortshaperError('PS_PLAN_INCONSISTENT', `port range refers to bucket "${key}" that the plan does not define`);
+    throw new PortshaperError(CODE.PS_PLAN_INCONSISTENT, `port range refers to bucket "${key}" that the plan does not define`);
   }
   return slot;
 }
@@ -162,7 +162,7 @@ export function reconcile(desired: DesiredState, snapshot: KernelSnapshot): Writ
     const clash = seenHash.get(hash);
     if (clash !== undefined) {
       throw new PortshaperError(
-        'PS_PLAN_INCONSISTENT',
+        CODE.PS_PLAN_INCONSISTENT,
         clash === bucket.key ? `bucket "${bucket.key}" is defined twice` : `bucket keys "${clash}" and "${bucket.key}" collide`,
         { hint: 'rename one of the rules' },
       );
@@ -356,7 +356,7 @@ export function reconcileFrom(mirror: KernelMirror, desired: DesiredState): { pl
   const kept: DesiredBucket[] = [];
   for (const bucket of desired.buckets) {
     if (buckets.has(bucket.key)) {
-      throw new PortshaperError('PS_PLAN_INCONSISTENT', `bucket "${bucket.key}" is defined twice`, { hint: 'rename one of the rules' });
+      throw new PortshaperError(CODE.PS_PLAN_INCONSISTENT, `bucket "${bucket.key}" is defined twice`, { hint: 'rename one of the rules' });
     }
     buckets.set(bucket.key, bucket);
     const slot = mirror.slots.get(bucket.key);
@@ -378,7 +378,7 @@ export function reconcileFrom(mirror: KernelMirror, desired: DesiredState): { pl
       const hash = bucketKeyHash(bucket.key);
       const clash = hashes.get(hash);
       if (clash !== undefined) {
-        throw new PortshaperError('PS_PLAN_INCONSISTENT', `bucket keys "${clash}" and "${bucket.key}" collide`, { hint: 'rename one of the rules' });
+        throw new PortshaperError(CODE.PS_PLAN_INCONSISTENT, `bucket keys "${clash}" and "${bucket.key}" collide`, { hint: 'rename one of the rules' });
       }
       hashes.set(hash, bucket.key);
     }

@@ -10,8 +10,9 @@
  */
 import koffi from 'koffi';
 import { constants as osConstants } from 'node:os';
-import { KernelError, NetlinkError } from '../errors.js';
+import { CODE, KernelError, NetlinkError, type ErrorCode } from '../errors.js';
 import { closeFd, errnoName } from './libc.js';
+import { libc } from './native.js';
 
 export const NLMSG_ERROR = 2;
 export const NLMSG_DONE = 3;
@@ -192,9 +193,9 @@ export function parseTcPayload(payload: Buffer): Tcmsg & { attrs: Map<number, Bu
  * The error for a refused request: PS_PERMISSION for EPERM (the commonest
  * cause, one code as for libbpf calls), `code` otherwise.
  */
-export function refusal(code: string, operation: string, status: NlStatus, hint?: string): NetlinkError {
+export function refusal(code: ErrorCode, operation: string, status: NlStatus, hint?: string): NetlinkError {
   const name = errnoName(status.errno);
-  return new NetlinkError(name === 'EPERM' ? 'PS_PERMISSION' : code, operation, status.errno, name, status.extAck, hint);
+  return new NetlinkError(name === 'EPERM' ? CODE.PS_PERMISSION : code, operation, status.errno, name, status.extAck, hint);
 }
 
 // ---------------------------------------------------------------------------
@@ -212,7 +213,7 @@ const RECV_BYTES = 65536;
 const EINTR = osConstants.errno.EINTR;
 
 function bindSocketCalls() {
-  const lib = koffi.load('libc.so.6');
+  const lib = libc();
   return {
     socket: lib.func('int socket(int domain, int type, int protocol)'),
     setsockopt: lib.func('int setsockopt(int fd, int level, int name, const void *value, uint32_t len)'),
@@ -226,7 +227,7 @@ let bound: ReturnType<typeof bindSocketCalls> | undefined;
 const sys = (): ReturnType<typeof bindSocketCalls> => (bound ??= bindSocketCalls());
 
 function socketError(operation: string, errno: number): KernelError {
-  return new KernelError('PS_KERNEL', operation, errno, errnoName(errno), '');
+  return new KernelError(CODE.PS_KERNEL, operation, errno, errnoName(errno), '');
 }
 
 /** A request: type, flags (NLM_F_REQUEST and NLM_F_ACK are added) and payload. */

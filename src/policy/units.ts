@@ -2,8 +2,11 @@
  * The one parser of rates, sizes and durations, in tc(8) notation, and the
  * limits that keep the data plane's arithmetic exact (bpf/lib/bucket.h).
  */
-import { PortshaperError } from '../errors.js';
+import { UnitError } from '../errors.js';
 import { didYouMean } from './suggest.js';
+
+// The unit parsers' error lives with every other error; re-exported here, where the validator imports it from.
+export { UnitError };
 
 /** Slowest limit, in bit/s: below it one 64 KiB GSO packet costs more than 60 s of credit. */
 export const MIN_RATE_BPS = 8_000;
@@ -79,13 +82,6 @@ export const DURATION_UNITS: Readonly<Record<string, number>> = {
   ms: 1e6,
   s: 1e9,
 };
-
-/** A rate, size or duration that cannot be read or is out of range; the message says how to write it. */
-export class UnitError extends PortshaperError {
-  constructor(message: string) {
-    super('PS_UNIT_INVALID', message);
-  }
-}
 
 const QUANTITY = /^\s*([0-9]+(?:\.[0-9]+)?)\s*([a-z/]*)\s*$/i;
 const BITS_PER_BYTE = 8;

@@ -1,7 +1,8 @@
 /** /v1/rules: every rule with counters and observed rates; read, create or replace, change, remove one. */
 import type { FastifyPluginAsync, preValidationHookHandler } from 'fastify';
 import type { ShaperService } from '../service.js';
-import { errorBody } from '../replies.js';
+import { CODE } from '../../errors.js';
+import { replyError } from '../replies.js';
 import { ClientsQuery, ClientsView, ErrorView, RuleBody, RuleList, RuleNameParams, RulePatch, RuleView } from '../schemas.js';
 
 const WRITE_ERRORS = { 400: ErrorView, 401: ErrorView, 409: ErrorView, 413: ErrorView, 415: ErrorView, 500: ErrorView };
@@ -9,7 +10,7 @@ const WRITE_ERRORS = { 400: ErrorView, 401: ErrorView, 409: ErrorView, 413: Erro
 /** Rule bodies are JSON; a YAML body (accepted by the policy route) is refused here with 415. */
 const jsonOnly: preValidationHookHandler = async (request, reply) => {
   if (typeof request.body === 'string') {
-    return reply.code(415).send(errorBody(request, 415, 'PS_API_UNSUPPORTED_MEDIA_TYPE', 'rule bodies are JSON: send Content-Type: application/json'));
+    return replyError(reply, CODE.PS_API_UNSUPPORTED_MEDIA_TYPE, 'rule bodies are JSON: send Content-Type: application/json');
   }
 };
 
