@@ -162,5 +162,9 @@ describe('API hostile input', () => {
     expect(nestsDeeperThan('{"a":"[[[[\\"[[["}', 2)).toBe(false);
     expect(nestsDeeperThan('[[[]]]', 2)).toBe(true);
     expect(nestsDeeperThan('[[],[],[]]', 2)).toBe(false);
+    // An escaped backslash does not escape the quote after it: the brackets after the string count.
+    expect(nestsDeeperThan('["a\\\\", [[]]]', 2)).toBe(true);
+    expect(nestsDeeperThan('["a\\"[[[", []]', 2)).toBe(false);
+    expect(nestsDeeperThan('["unterminated [[[', 2)).toBe(false);
   });
 });
