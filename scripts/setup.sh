@@ -5,8 +5,9 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 # Build: clang/llvm + libbpf headers. Runtime: libbpf1, iproute2.
-# Tests and benchmarks: bpftool, iperf3, nftables, ethtool, iputils-ping, prometheus (promtool).
-PACKAGES=(make clang llvm libbpf-dev libbpf1 bpftool iproute2 iperf3 nftables ethtool iputils-ping util-linux prometheus tmux)
+# Tests and benchmarks: bpftool, iperf3, nftables, ethtool, iputils-ping, prometheus (promtool),
+# openssl and curl (the API's TLS test makes its own CA and calls the API with curl --cacert).
+PACKAGES=(make clang llvm libbpf-dev libbpf1 bpftool iproute2 iperf3 nftables ethtool iputils-ping util-linux prometheus tmux openssl curl)
 # CI also checks the packaging (.ci/run): vagrant validate (vagrant-libvirt lets
 # it check the libvirt provider's settings; no box or libvirtd needed) and
 # systemd-analyze verify (package systemd, absent from some containers).

@@ -50,6 +50,7 @@ export const ERRORS = {
   PS_NOT_FOUND: { class: null, status: 404, exit: 1, hint: 'see GET /openapi.json for the routes' },
   PS_RULE_NOT_FOUND: { class: 'RuleNotFoundError', status: 404, exit: 1, hint: 'list the rules with GET /v1/rules or "portshaper status"' },
   PS_API_INVALID_REQUEST: { class: null, status: 400, exit: 1, hint: 'fix the fields named; GET /openapi.json has every schema' },
+  PS_API_BODY_TOO_DEEP: { class: null, status: 400, exit: 1, hint: 'send a policy or rule body nested at most a few levels deep' },
   PS_POLICY_CHANGE_INVALID: { class: 'PolicyChangeError', status: 400, exit: 1, hint: 'fix the fields named, as the messages say' },
   PS_POLICY_CONFLICT: { class: 'PolicyChangeError', status: 409, exit: 1, hint: 'change the port, protocol, direction or side, or the other rule first' },
   PS_POLICY_FILE_INVALID: { class: 'PolicyFileInvalidError', status: 409, exit: 1, hint: 'fix the policy file ("portshaper validate FILE"), then retry' },
@@ -353,7 +354,7 @@ export class UsageError extends PortshaperError {
 
 /** The agent's API did not answer the CLI. */
 export class ApiUnreachable extends PortshaperError {
-  constructor(url: string, reason: string) {
-    super(CODE.PS_API_UNREACHABLE, `cannot reach the agent's API at ${url} (${reason}); is the agent running? check --api or api.listen in the policy`);
+  constructor(url: string, reason: string, hint = 'is the agent running? check --api or api.listen in the policy') {
+    super(CODE.PS_API_UNREACHABLE, `cannot reach the agent's API at ${url} (${reason}); ${hint}`);
   }
 }

@@ -17,6 +17,7 @@ import { portRoutes } from './routes/ports.js';
 import { ruleRoutes } from './routes/rules.js';
 import { statsRoutes } from './routes/stats.js';
 import { BODY_LIMIT, errorBody, replyError } from './replies.js';
+import { depthBoundedJsonParser, requestValidatorCompiler } from './input.js';
 import type { FieldError, Listener } from './schemas.js';
 import { listenersOn } from './sockets.js';
 import { readListeningSockets, readOwnedSockets, type ListeningSocket, type OwnedSocket } from './socket-table.js';
@@ -65,13 +66,15 @@ export async function buildApp(deps: AppDeps): Promise<FastifyInstance> {
     genReqId: () => randomUUID(),
     requestIdHeader: false,
     bodyLimit: BODY_LIMIT,
-    ajv: { customOptions: { removeAdditional: false, allErrors: true, coerceTypes: 'array', useDefaults: false } },
   });
+  // Query strings are coerced, bodies never (input.ts says why).
+  app.setValidatorCompiler(requestValidatorCompiler());
   const openApi = collectOpenApi(app);
 
-  // JSON (application/json and merge-patch+json) for rules; YAML as text for the policy. Anything else: 415.
-  app.removeContentTypeParser('text/plain');
-  app.addContentTypeParser('application/merge-patch+json', { parseAs: 'string' }, app.getDefaultJsonParser('error', 'error'));
+  // JSON (application/json and merge-patch+json, depth bounded) for rules; YAML as text for the policy. Anything else: 415.
+  app.removeContentTypeParser(['application/json', 'text/plain']);
+  const json = depthBoundedJsonParser(app.getDefaultJsonParser('error', 'error'));
+  app.addContentTypeParser(['application/json', 'application/merge-patch+json'], { parseAs: 'string' }, json);
   app.addContentTypeParser(['application/yaml', 'application/x-yaml', 'text/yaml'], { parseAs: 'string' }, (_req, body, done) => done(null, body));
 
   app.addHook('onRequest', async (request, reply) => {

@@ -3,9 +3,12 @@
  * same object validates requests (ajv), types the handlers and the service
  * (Static<>), serialises responses (fast-json-stringify) and is copied into
  * the OpenAPI document. Rule keys, enums and descriptions come from the
- * policy's key table, so the API and the file cannot drift apart.
+ * policy's key table, so the API and the file cannot drift apart. The values
+ * of a rule body are the exception: the policy validator judges them, so
+ * that the API refuses a value with the file's reason (input.ts).
  */
 import { Type, type Static, type TSchema } from '@sinclair/typebox';
+import { policyJudged } from './input.js';
 import { RULE_KEYS } from '../policy/schema.js';
 
 const describe = (key: string): string => RULE_KEYS[key]?.description ?? key;
@@ -51,7 +54,7 @@ const ruleFields = {
 };
 
 /** PUT /v1/rules/{name}: the whole rule; keys left out take the policy's defaults. */
-export const RuleBody = Type.Object(
+export const RuleBody = policyJudged(Type.Object(
   {
     port: ruleFields.port,
     protocol: Type.Optional(ruleFields.protocol),
@@ -68,14 +71,14 @@ export const RuleBody = Type.Object(
     interfaces: Type.Optional(ruleFields.interfaces),
     buckets: Type.Optional(ruleFields.buckets),
   },
-  { additionalProperties: false, description: 'A rule as in the policy file; the name is the one in the URL.' },
-);
+  { additionalProperties: false, description: 'A rule as in the policy file; the name is the one in the URL. Validated exactly as the file is.' },
+));
 export type RuleBody = Static<typeof RuleBody>;
 
 const removable = <T extends TSchema>(schema: T) => Type.Optional(Type.Union([schema, Type.Null()]));
 
 /** PATCH /v1/rules/{name}: a JSON merge patch (RFC 7396) of the rule's keys; null removes a key (back to the default). */
-export const RulePatch = Type.Object(
+export const RulePatch = policyJudged(Type.Object(
   {
     port: Type.Optional(ruleFields.port),
     protocol: removable(ruleFields.protocol),
@@ -92,8 +95,8 @@ export const RulePatch = Type.Object(
     interfaces: removable(ruleFields.interfaces),
     buckets: removable(ruleFields.buckets),
   },
-  { additionalProperties: false, minProperties: 1, description: 'Keys to change; null removes a key so the default applies.' },
-);
+  { additionalProperties: false, minProperties: 1, description: 'Keys to change; null removes a key so the default applies. The result is validated exactly as the file is.' },
+));
 export type RulePatch = Static<typeof RulePatch>;
 
 /** GET /v1/rules/{name}/clients query. */

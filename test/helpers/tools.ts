@@ -29,6 +29,8 @@ export const OPTIONAL_TOOLS: Readonly<Record<string, string>> = {
   ethtool: 'ethtool',
   taskset: 'util-linux',
   nsenter: 'util-linux',
+  openssl: 'openssl',
+  curl: 'curl',
 };
 
 /** True when CI=true, i.e. when a missing prerequisite must fail rather than skip. */

@@ -8,10 +8,10 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import pino from 'pino';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
-import { agentState, hashText, type Agent } from '../../../src/controller/agent.js';
+import { hashText, type Agent } from '../../../src/controller/agent.js';
 import { AgentService } from '../../../src/api/service.js';
-import { PersistError, PolicyChangeError, PolicyError, PolicyFileInvalidError, PolicyReadOnlyError, RuleNotFoundError } from '../../../src/errors.js';
-import { parsePolicy, planPolicy, validatePolicy, type ValidPolicy } from '../../../src/policy/index.js';
+import { PersistError, PolicyChangeError, PolicyFileInvalidError, PolicyReadOnlyError, RuleNotFoundError } from '../../../src/errors.js';
+import { standIn } from './stand-in.js';
 
 const POLICY = `# kept
 interfaces:
@@ -21,37 +21,6 @@ rules:
     port: 80
     rate: 10mbit
 `;
-
-/** The parts of Agent the service uses, with apply recorded instead of written to a kernel. */
-function standIn(policyPath: string) {
-  const applied: { rules: string[]; reason: string }[] = [];
-  let queue: Promise<unknown> = Promise.resolve();
-  const validateText = (text: string) => {
-    const { policy, diagnostics } = validatePolicy(parsePolicy(text, policyPath), { interfaceExists: () => true });
-    if (!policy) throw new PolicyError(diagnostics);
-    return { policy, warnings: diagnostics };
-  };
-  const text = readFileSync(policyPath, 'utf8');
-  const initial = validateText(text).policy;
-  const agent = {
-    policyPath,
-    state: agentState(initial, planPolicy(initial), new Map<string, number>(), hashText(text)),
-    dataPlane: { cpus: 1, maps: { ps_counters: { get: () => undefined, readAll: () => ({ values: Buffer.alloc(0), count: 0 }), stride: 8 } } },
-    interfaces: () => [],
-    validateText,
-    applyPolicy(policy: ValidPolicy, hash: string, reason: string) {
-      applied.push({ rules: policy.rules.map((r) => `${r.name}=${r.rateBps}`), reason });
-      agent.state = agentState(policy, planPolicy(policy), new Map(), hash);
-      return { buckets: 0, ruleWrites: 0, portWrites: 0, released: 0, ms: 0 };
-    },
-    serialize<T>(fn: () => Promise<T>): Promise<T> {
-      const next = queue.then(fn, fn);
-      queue = next.catch(() => undefined);
-      return next;
-    },
-  };
-  return { agent, applied };
-}
 
 describe('AgentService writes', () => {
   let dir: string;
