@@ -6,8 +6,16 @@
  */
 import { closeSync, fsyncSync, openSync, renameSync, statSync, unlinkSync, writeSync } from 'node:fs';
 import { basename, dirname, join } from 'node:path';
-import { Document, isMap, isScalar, isSeq, parseDocument, type YAMLMap } from 'yaml';
+import { Document, isMap, isScalar, isSeq, parseDocument, type ToStringOptions, type YAMLMap } from 'yaml';
+import { parseFast } from '../policy/fast-yaml.js';
 import { RULE_KEYS } from '../policy/schema.js';
+
+/**
+ * How edited YAML is written: no folding of long values and no breaking of a
+ * long flow mapping over several lines, so a "- {name: …}" rule stays on its
+ * line (and in the fast parser's subset).
+ */
+const WRITE: ToStringOptions = { lineWidth: 0 };
 
 /** Rule keys as the file spells them, in the order the key table lists them (name first). */
 export const RULE_KEY_ORDER: readonly string[] = Object.keys(RULE_KEYS);
@@ -25,7 +33,7 @@ export function putRuleText(text: string, index: number | undefined, name: strin
   const wanted = { name, ...fields };
   if (index === undefined) {
     appendRule(doc, orderedRule(wanted));
-    return doc.toString();
+    return doc.toString(WRITE);
   }
   const item = ruleAt(doc, index);
   for (const pair of [...item.items]) {
@@ -33,7 +41,7 @@ export function putRuleText(text: string, index: number | undefined, name: strin
     if (key !== undefined && !(key in wanted)) item.delete(key);
   }
   setKeys(doc, item, index, wanted);
-  return doc.toString();
+  return doc.toString(WRITE);
 }
 
 /** Text with some keys of the rule at `index` changed (null removes a key); an unnamed rule gets its name written. */
@@ -43,19 +51,19 @@ export function patchRuleText(text: string, index: number, name: string, patch: 
   for (const [key, value] of Object.entries(patch)) if (value === null) item.delete(key);
   const set = Object.fromEntries(Object.entries(patch).filter(([, v]) => v !== null));
   setKeys(doc, item, index, { name, ...set });
-  return doc.toString();
+  return doc.toString(WRITE);
 }
 
 /** Text without the rule at `index`. */
 export function deleteRuleText(text: string, index: number): string {
   const doc = parseDocument(text);
   doc.deleteIn(['rules', index]);
-  return doc.toString();
+  return doc.toString(WRITE);
 }
 
 /** Policy text for a whole policy given as a plain object (PUT /v1/policy with JSON). */
 export function policyTextOf(value: unknown): string {
-  return new Document(value).toString();
+  return new Document(value).toString(WRITE);
 }
 
 function ruleAt(doc: Document, index: number): YAMLMap {
@@ -140,4 +148,115 @@ export function writeFileAtomic(path: string, text: string): void {
   } finally {
     closeSync(dirFd);
   }
+}
+
+/**
+ * Where each rule's lines are in a policy file whose rules are a block list
+ * ("rules:" then "- …" items): an edit of one rule replaces only that rule's
+ * lines, so a PATCH costs the rule, not the file (no parse and re-serialise
+ * of 65,536 rules). Comments and formatting of every other line stay byte for
+ * byte. Files outside the fast parser's subset, or with no rule yet, have no
+ * RuleTexts: their edits go through the whole document (editRuleText above).
+ */
+export class RuleTexts {
+  private constructor(
+    readonly text: string,
+    /** Item i's text is text.slice(starts[i], ends[i]). */
+    private readonly starts: number[],
+    private readonly ends: number[],
+    /** Column of the items' "-". */
+    private readonly indent: number,
+  ) {}
+
+  static of(text: string): RuleTexts | undefined {
+    const root = parseFast(text)?.root;
+    if (root?.kind !== 'map') return undefined;
+    const rules = root.items.find((p) => p.key?.kind === 'scalar' && p.key.value === 'rules')?.value;
+    if (rules?.kind !== 'seq' || !rules.spans || !rules.items.length || rules.items.some((i) => i?.kind !== 'map')) return undefined;
+    const { starts, ends } = rules.spans;
+    return new RuleTexts(text, starts, ends, rules.start - starts[0]!);
+  }
+
+  get count(): number {
+    return this.starts.length;
+  }
+
+  /** The lines of rule `index`. */
+  item(index: number): string {
+    return this.text.slice(this.starts[index], this.ends[index]);
+  }
+
+  /** Line (1-based) where rule `index` starts. */
+  lineOf(index: number): number {
+    let line = 1;
+    const end = this.starts[index]!;
+    for (let nl = this.text.indexOf('\n'); nl >= 0 && nl < end; nl = this.text.indexOf('\n', nl + 1)) line++;
+    return line;
+  }
+
+  /** The whole file with `item` as its only rule: validates one rule against the file's other sections. */
+  alone(item: string): string {
+    return this.text.slice(0, this.starts[0]) + item + this.text.slice(this.ends[this.ends.length - 1]);
+  }
+
+  /** Rule `index` edited like putRuleText/patchRuleText, as the new lines of that rule. */
+  edited(index: number | undefined, edit: (mini: string, index: number | undefined) => string): string {
+    const mini = index === undefined ? 'rules:\n' : `rules:\n${rebase(this.item(index), this.indent, 2)}`;
+    const out = edit(mini, index === undefined ? undefined : 0);
+    const body = out.slice(out.indexOf('\n') + 1);
+    return ensureNewline(rebase(body, 2, this.indent));
+  }
+
+  /** A new RuleTexts with rule `index` replaced by `item` (or removed: undefined), or `item` appended (index = count). */
+  with(index: number, item: string | undefined): RuleTexts {
+    const append = index === this.count;
+    let at = append ? this.ends[this.count - 1]! : this.starts[index]!;
+    let before = this.text.slice(0, at);
+    // A last rule without a newline at the end of the file: end its line before adding one.
+    if (append && !before.endsWith('\n')) before += '\n';
+    const shiftFrom = before.length - at;
+    at = before.length;
+    const removed = append ? 0 : this.ends[index]! - this.starts[index]!;
+    const added = item?.length ?? 0;
+    const text = before + (item ?? '') + this.text.slice(append ? this.ends[this.count - 1] : this.ends[index]);
+    const delta = added - removed;
+    const starts: number[] = [];
+    const ends: number[] = [];
+    for (let i = 0; i < this.count; i++) {
+      if (i === index && item === undefined) continue;
+      if (i < index) {
+        starts.push(this.starts[i]!);
+        ends.push(this.ends[i]! + (i === this.count - 1 ? shiftFrom : 0));
+      } else if (i === index) {
+        starts.push(at);
+        ends.push(at + added);
+      } else {
+        starts.push(this.starts[i]! + delta);
+        ends.push(this.ends[i]! + delta);
+      }
+    }
+    if (append && item !== undefined) {
+      starts.push(at);
+      ends.push(at + added);
+    }
+    return new RuleTexts(text, starts, ends, this.indent);
+  }
+}
+
+/** Lines moved from indentation `from` to `to` (lines indented less lose only what they have). */
+function rebase(text: string, from: number, to: number): string {
+  const pad = ' '.repeat(to);
+  return text
+    .split('\n')
+    .map((line) => {
+      if (line === '') return line;
+      let lead = 0;
+      while (lead < from && line.charCodeAt(lead) === 32) lead++;
+      return pad + line.slice(lead);
+    })
+    .join('\n');
+}
+
+function ensureNewline(text: string): string {
+  return text.endsWith('\n') ? text : `${text}\n`;
 }

@@ -64,8 +64,10 @@ class FastParser {
   /** Start of the current line, and of its content (after the indentation). */
   private lineStart = 0;
   private indent = 0;
-  /** The current line has been consumed; next() moves to the next content line. */
+  /** No content line is left. */
   private eof = false;
+  /** End (after its newline) of the last content line consumed. */
+  private consumedEnd = 0;
 
   constructor(private readonly t: string) {
     this.seek(0);
@@ -112,6 +114,7 @@ class FastParser {
   /** Past the current line. */
   private next(): void {
     const nl = this.t.indexOf('\n', this.lineStart + this.indent);
+    this.consumedEnd = nl < 0 ? this.t.length : nl + 1;
     if (nl < 0) this.eof = true;
     else this.seek(nl + 1);
   }
@@ -198,7 +201,7 @@ class FastParser {
 
   /** A block list whose "-" entries are at indentation n, starting on the current line. */
   private blockSeq(n: number): SrcSeq {
-    const seq: SrcSeq = { kind: 'seq', items: [], start: this.lineStart + n, spans: { starts: [], end: 0 } };
+    const seq: SrcSeq = { kind: 'seq', items: [], start: this.lineStart + n, spans: { starts: [], ends: [] } };
     for (;;) {
       const dash = this.lineStart + n;
       seq.spans!.starts.push(this.lineStart);
@@ -217,10 +220,8 @@ class FastParser {
         seq.items.push(node);
         this.next();
       }
-      if (this.eof || this.indent < n || (this.indent === n && !this.isSeqEntry(this.lineStart + n))) {
-        seq.spans!.end = this.eof ? this.t.length : this.lineStart;
-        return seq;
-      }
+      seq.spans!.ends.push(this.consumedEnd);
+      if (this.eof || this.indent < n || (this.indent === n && !this.isSeqEntry(this.lineStart + n))) return seq;
       if (this.indent > n) throw GIVE_UP;
     }
   }

@@ -35,18 +35,7 @@ export function planPolicy(policy: ValidPolicy): DesiredState {
 
   // Emitting rules by name, directions in enum order and ports ascending yields buckets already sorted.
   const buckets: DesiredBucket[] = [];
-  for (const rule of [...policy.rules].sort((a, b) => compareText(a.name, b.name))) {
-    for (const direction of directionsOf(rule)) {
-      const shared = { rule: rule.name, direction, ...bucketBehaviour(rule, direction) };
-      if (!rule.perPort) {
-        buckets.push({ key: bucketKey(rule, direction), ...shared });
-        continue;
-      }
-      for (let port = rule.from; port <= rule.to; port++) {
-        buckets.push({ key: `${bucketKey(rule, direction)}/${port}`, ...shared, port });
-      }
-    }
-  }
+  for (const rule of [...policy.rules].sort((a, b) => compareText(a.name, b.name))) pushBuckets(buckets, rule);
 
   const ports: DesiredPortRange[] = [];
   ruleSets.forEach((rules, profile) => {
@@ -91,6 +80,63 @@ export function planPolicy(policy: ValidPolicy): DesiredState {
   });
 
   return { buckets, ports, interfaces: interfaces.sort((a, b) => compareText(a.name, b.name)) };
+}
+
+/** The buckets of one rule, in plan order: directions in enum order, ports ascending. */
+function pushBuckets(out: DesiredBucket[], rule: PolicyRule): void {
+  for (const direction of directionsOf(rule)) {
+    const shared = { rule: rule.name, direction, ...bucketBehaviour(rule, direction) };
+    if (!rule.perPort) {
+      out.push({ key: bucketKey(rule, direction), ...shared });
+      continue;
+    }
+    for (let port = rule.from; port <= rule.to; port++) {
+      out.push({ key: `${bucketKey(rule, direction)}/${port}`, ...shared, port });
+    }
+  }
+}
+
+/**
+ * The plan after one rule's limits changed, from the plan before, at the cost
+ * of that rule's buckets: when the change keeps the rule's name, ports,
+ * protocol, direction, side, bucket split, interfaces and whether it shapes,
+ * every bucket key and port range stays and only those buckets' values
+ * change. Equal to planPolicy() of the new policy (a unit test checks it);
+ * undefined for any other change (the caller plans in full).
+ */
+export function replanRule(previous: DesiredState, before: PolicyRule, after: PolicyRule): DesiredState | undefined {
+  const same =
+    before.name === after.name &&
+    before.from === after.from &&
+    before.to === after.to &&
+    before.protocol === after.protocol &&
+    before.direction === after.direction &&
+    before.side === after.side &&
+    before.perPort === after.perPort &&
+    before.interfaces === undefined &&
+    after.interfaces === undefined &&
+    shapes(before) === shapes(after);
+  if (!same) return undefined;
+  const fresh: DesiredBucket[] = [];
+  pushBuckets(fresh, after);
+  // Buckets are sorted by rule name: binary search for the first of this rule's.
+  const list = previous.buckets;
+  let lo = 0;
+  let hi = list.length;
+  while (lo < hi) {
+    const mid = (lo + hi) >> 1;
+    if (compareText(list[mid]!.rule, after.name) < 0) lo = mid + 1;
+    else hi = mid;
+  }
+  for (let i = 0; i < fresh.length; i++) if (list[lo + i]?.key !== fresh[i]!.key) return undefined;
+  const buckets = list.slice();
+  for (let i = 0; i < fresh.length; i++) buckets[lo + i] = fresh[i]!;
+  return { buckets, ports: previous.ports, interfaces: previous.interfaces };
+}
+
+/** Whether the rule's egress bucket shapes (and so needs an HTB class and sits in an interface's shaped list). */
+function shapes(rule: PolicyRule): boolean {
+  return rule.mode === 'shape' && rule.rateBps !== 0;
 }
 
 /**

@@ -34,11 +34,12 @@ export interface SrcSeq {
   start: number;
   /**
    * Block lists from the fast parser: where each item's text begins (the
-   * start of the line of its "-") and where the last one ends, so a writer can
-   * replace one item's text without touching the rest. Absent for flow lists
-   * and for documents the `yaml` package parsed.
+   * start of the line of its "-") and ends (after the newline of its last
+   * line with content; comment lines between items belong to neither), so a
+   * writer can replace one item's text without touching the rest. Absent for
+   * flow lists and for documents the `yaml` package parsed.
    */
-  spans?: { starts: number[]; end: number };
+  spans?: { starts: number[]; ends: number[] };
 }
 
 export type SrcNode = SrcScalar | SrcMap | SrcSeq;

@@ -125,10 +125,11 @@ describe('fast YAML parser', () => {
     const rules = root.kind === 'map' ? root.items[0]!.value : undefined;
     expect(rules?.kind).toBe('seq');
     const spans = rules?.kind === 'seq' ? rules.spans : undefined;
-    expect(spans?.starts.map((s, i) => text.slice(s, spans.starts[i + 1] ?? spans.end))).toEqual([
-      '  - name: a\n    port: 1\n  # about b\n',
-      '  - name: b\n    port: 2\n',
-    ]);
+    expect(spans?.starts.map((s, i) => text.slice(s, spans.ends[i]))).toEqual(['  - name: a\n    port: 1\n', '  - name: b\n    port: 2\n']);
+    const last = 'rules:\n  - {name: a, port: 1}  # one\n  - {name: b, port: 2}';
+    const seq = parseFast(last)!.root;
+    const lastSpans = seq?.kind === 'map' && seq.items[0]!.value?.kind === 'seq' ? seq.items[0]!.value.spans : undefined;
+    expect(lastSpans?.starts.map((s, i) => last.slice(s, lastSpans.ends[i]))).toEqual(['  - {name: a, port: 1}  # one\n', '  - {name: b, port: 2}']);
   });
 
   it('reports a document nested too deeply to read as a diagnostic, not a crash', () => {
