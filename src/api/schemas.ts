@@ -144,14 +144,22 @@ export const DirectionCounters = Type.Object({
 });
 export type DirectionCounters = Static<typeof DirectionCounters>;
 
-/** Rates measured from counter deltas over the last few seconds (sampled every second). */
-export const ObservedRate = Type.Object({
-  bitsPerSecond: Type.Number({ description: 'Passed wire bits per second.' }),
-  packetsPerSecond: Type.Number({ description: 'Passed packets per second.' }),
-  droppedBitsPerSecond: Type.Number(),
-  droppedPacketsPerSecond: Type.Number(),
-  windowSeconds: Type.Number({ description: 'Length of the window the rates are measured over; 0 until two samples exist.' }),
-});
+/** Rates from counter deltas over at least the last 5 s (src/controller/rule-counters.ts defines them). */
+export const ObservedRate = Type.Object(
+  {
+    bitsPerSecond: Type.Number({ description: 'Passed wire bits per second.' }),
+    packetsPerSecond: Type.Number({ description: 'Passed packets per second.' }),
+    droppedBitsPerSecond: Type.Number(),
+    droppedPacketsPerSecond: Type.Number(),
+    windowSeconds: Type.Number({
+      description: 'Seconds between the background reading the rates compare with and the reading of this response: 5-6 s up to 16,384 buckets, up to 5 s + buckets/16,384 s above (5-9 s at 65,536); 0 until a background reading exists.',
+    }),
+  },
+  {
+    description:
+      "The rule's counters read for this response minus the agent's background reading of the same buckets that is the newest at least 5 s older, divided by the time between them. The agent reads at most 16,384 buckets a second in the background, in turn, while the API, the metrics listener or its stats log runs.",
+  },
+);
 export type ObservedRate = Static<typeof ObservedRate>;
 
 /** A rule as the agent enforces it, with its counters and observed rates. */

@@ -4,7 +4,7 @@
  * whole policy), as API views. Route tests use a fake of ShaperService; the
  * agent runs AgentService, the only API code that touches the Agent or the
  * kernel. Writes go through the controller's PolicyWriter (group commit,
- * rollback); observed rates come from its RateSampler.
+ * rollback); counters and observed rates come from its RuleCounters reader.
  */
 import { readFileSync } from 'node:fs';
 import { parseDocument } from 'yaml';
@@ -14,7 +14,6 @@ import type {
   ApplyView,
   ClientsQuery,
   ClientsView,
-  DirectionCounters,
   GlobalRow,
   PolicyView,
   ReadyView,
@@ -29,11 +28,10 @@ import { clientsSummary } from '../controller/clients.js';
 import { UnmatchedSampler } from './ports.js';
 import { readUnmatched } from '../kernel/unmatched.js';
 import type { UnmatchedTraffic } from './ports-schemas.js';
-import { RateSampler } from '../controller/sampler.js';
+import { RuleCounters, type RuleReading } from '../controller/rule-counters.js';
 import { PolicyWriter } from '../controller/writes.js';
-import { addCounters, readCounters, readGlobal, readSlotCounters } from '../kernel/counters.js';
+import { readCounters, readGlobal } from '../kernel/counters.js';
 import type { Direction } from '../kernel/desired.js';
-import { zeroCounters, type PsCounters } from '../kernel/layout.js';
 import { formatRate, type ApiSettings, type PolicyRule } from '../policy/index.js';
 
 /** What the REST API needs from the agent. */
@@ -65,48 +63,43 @@ export interface ShaperService {
 }
 
 const DIRECTIONS: readonly Direction[] = ['ingress', 'egress'];
-/** Up to this many buckets, a rule's counters are read one slot at a time. */
-const FEW_SLOTS = 64;
 
 /** ShaperService over the running Agent. */
 export class AgentService implements ShaperService {
   readonly settings: ApiSettings;
-  private readonly sampler: RateSampler;
   private readonly writer: PolicyWriter;
   private readonly unmatched: UnmatchedSampler;
-  private samplingUsers = 0;
 
+  /** counters: the agent's one reader, shared with its stats log (one sampler); by default a reader of its own. */
   constructor(
     private readonly agent: Agent,
     private readonly log: Logger,
+    private readonly counters = new RuleCounters(agent, log),
   ) {
     this.settings = agent.state.policy.api;
-    this.sampler = new RateSampler(agent, log);
     this.writer = new PolicyWriter(agent, log);
     this.unmatched = new UnmatchedSampler(() => readUnmatched(agent.dataPlane), () => agent.state.policy.interfaces.some((i) => i.countUnmatched));
+    this.counters.sampler.onSample(() => this.unmatched.sample());
   }
 
   /**
    * Sample counters every intervalMs for the observed rates (and the traffic
-   * no rule matched). The API and the metrics listener share this service:
-   * sampling stops when the last of them stops it.
+   * no rule matched). The API, the metrics listener and the stats log share
+   * the sampler: it stops when the last of them stops it.
    */
   startSampling(intervalMs = 1000): void {
-    this.samplingUsers++;
-    this.sampler.start(intervalMs, () => this.unmatched.sample());
+    this.counters.start(intervalMs);
   }
 
   stopSampling(): void {
-    this.samplingUsers = Math.max(0, this.samplingUsers - 1);
-    if (this.samplingUsers === 0) this.sampler.stop();
+    this.counters.stop();
   }
 
   listRules(limit = Number.POSITIVE_INFINITY): RuleView[] {
-    const { policy, slots, bucketsByRule } = this.agent.state;
+    const { policy } = this.agent.state;
     const rules = limit < policy.rules.length ? policy.rules.slice(0, limit) : policy.rules;
-    const wanted = rules === policy.rules ? slots.values() : rules.flatMap((r) => (bucketsByRule.get(r.name) ?? []).flatMap((b) => slots.get(b.key) ?? []));
-    const counters = readCounters(this.agent.dataPlane, wanted);
-    return rules.map((r) => this.view(r, (slot) => counters.get(slot)));
+    const readings = this.counters.read(rules.map((r) => r.name));
+    return rules.map((r) => this.view(r, readings.get(r.name)));
   }
 
   metricsState(): MetricsState {
@@ -122,30 +115,21 @@ export class AgentService implements ShaperService {
     };
   }
 
-  /**
-   * Counters of every bucket added up by direction, from the last counter
-   * sample (taken every second for the observed rates). Reading and decoding
-   * 65,536 slots per scrape took 250-800 ms here; summing the sample takes
-   * about a millisecond.
-   */
+  /** Counters of every bucket added up by direction: one batch read per scrape (a few ms at 65,536 rules). */
   private totals(): DirectionTotals[] {
-    const { desired, slots } = this.agent.state;
-    return DIRECTIONS.flatMap((direction) => {
-      const mine = desired.buckets.filter((b) => b.direction === direction).flatMap((b) => slots.get(b.key) ?? []);
-      if (!mine.length) return [];
-      const [passedBytes, passedPackets, droppedBytes, droppedPackets] = this.sampler.latest(mine);
-      return [{ direction, passedPackets, passedBytes, droppedPackets, droppedBytes }];
-    });
+    return this.counters.totals();
   }
 
   getRule(name: string): RuleView {
     const rule = this.agent.state.policy.rules.find((r) => r.name === name);
     if (!rule) throw new RuleNotFoundError(name);
-    return this.viewReading(rule);
+    return this.view(rule, this.counters.readRule(name));
   }
 
   rulesForPort(port: number): RuleView[] {
-    return this.agent.state.policy.rules.filter((r) => r.from <= port && port <= r.to).map((r) => this.viewReading(r));
+    const rules = this.agent.state.policy.rules.filter((r) => r.from <= port && port <= r.to);
+    const readings = this.counters.read(rules.map((r) => r.name));
+    return rules.map((r) => this.view(r, readings.get(r.name)));
   }
 
   async putRule(name: string, body: RuleBody, requestId: string): Promise<{ created: boolean; rule: RuleView }> {
@@ -229,31 +213,15 @@ export class AgentService implements ShaperService {
     return { ready: true, interfaces };
   }
 
-  /** View of one rule, reading only its own slots. */
-  private viewReading(rule: PolicyRule): RuleView {
-    const slots = this.agent.state.slots;
-    const mine = (this.agent.state.bucketsByRule.get(rule.name) ?? []).map((b) => slots.get(b.key)).filter((s): s is number => s !== undefined);
-    // readCounters reads every slot up to the highest wanted one: for a few slots, single lookups are cheaper.
-    const dp = this.agent.dataPlane;
-    const counters = mine.length <= FEW_SLOTS ? new Map(mine.map((slot) => [slot, readSlotCounters(dp, slot)])) : readCounters(dp, mine);
-    return this.view(rule, (slot) => counters.get(slot));
-  }
-
-  private view(rule: PolicyRule, countersOf: (slot: number) => PsCounters | undefined): RuleView {
-    const { slots } = this.agent.state;
-    const buckets = this.agent.state.bucketsByRule.get(rule.name) ?? [];
+  /** The API view of a rule and its reading (counters and observed rates per direction). */
+  private view(rule: PolicyRule, reading: RuleReading | undefined): RuleView {
     const counters: RuleView['counters'] = {};
     const observed: RuleView['observed'] = {};
     for (const direction of DIRECTIONS) {
-      const mine = buckets.filter((b) => b.direction === direction).map((b) => slots.get(b.key)).filter((s): s is number => s !== undefined);
-      if (!mine.length) continue;
-      const sum = zeroCounters();
-      for (const slot of mine) {
-        const c = countersOf(slot);
-        if (c) addCounters(sum, c);
-      }
-      counters[direction] = toCounters(sum);
-      observed[direction] = this.sampler.observed(mine);
+      const r = reading?.[direction];
+      if (!r) continue;
+      counters[direction] = r.counters;
+      observed[direction] = r.observed;
     }
     return {
       name: rule.name,
@@ -274,19 +242,4 @@ export class AgentService implements ShaperService {
       observed,
     };
   }
-}
-
-function toCounters(c: PsCounters): DirectionCounters {
-  return {
-    passedPackets: Number(c.pass_pkts),
-    passedBytes: Number(c.pass_bytes),
-    droppedPackets: Number(c.drop_pkts),
-    droppedBytes: Number(c.drop_bytes),
-    overLimitPackets: Number(c.over_pkts),
-    overLimitBytes: Number(c.over_bytes),
-    markedPackets: Number(c.mark_pkts),
-    markedBytes: Number(c.mark_bytes),
-    synDrops: Number(c.syn_drops),
-    newClients: Number(c.new_clients),
-  };
 }

@@ -5,8 +5,7 @@ import { Agent } from '../controller/agent.js';
 import { AgentService } from '../api/service.js';
 import { nodePolicyName } from '../controller/source.js';
 import { preflight } from '../controller/preflight.js';
-import { addCounters, readCounters } from '../kernel/counters.js';
-import { zeroCounters } from '../kernel/layout.js';
+import { RuleCounters } from '../controller/rule-counters.js';
 import { formatRate } from '../policy/index.js';
 import { parseListen } from '../policy/validate.js';
 import { createLogger, type Logger } from '../log.js';
@@ -38,8 +37,9 @@ Options:
   --node-name NAME       read node.NAME.yaml from the policy file's directory
                          instead of the policy file when it exists (default:
                          the NODE_NAME environment variable)
-  --stats-interval SEC   log each rule's counters and rates every SEC seconds
-                         (default 10; 0 turns it off)
+  --stats-interval SEC   log each rule's counters and observed rates (as the
+                         API reports them) every SEC seconds (default 10; 0
+                         turns it off)
   --log-level LEVEL      trace | debug | info | warn | error (default info)
   --log-json             JSON lines even when stdout is a terminal
   -h, --help             show this help
@@ -97,7 +97,9 @@ export async function runAgent(argv: string[]): Promise<number> {
   if (reloadAfterStart) void agent.reload('SIGHUP during start').catch(() => undefined);
   let api: ApiServer | undefined;
   let metrics: ApiServer | undefined;
-  const service = new AgentService(agent, log);
+  // One reader for the API, the metrics listener and the stats log: one sampler, one "observed".
+  const counters = new RuleCounters(agent, log);
+  const service = new AgentService(agent, log, counters);
   metricsListen ??= agent.state.policy.metrics.listen;
   try {
     if (!values['no-api']) api = await startApiServer(agent, log, service);
@@ -114,10 +116,12 @@ export async function runAgent(argv: string[]): Promise<number> {
     kind === 'node' ? 'agent running on the per-node policy (SIGHUP reloads, SIGTERM stops)' : 'agent running (SIGHUP reloads, SIGTERM stops)',
   );
 
-  const stats = statsSeconds > 0 ? setInterval(() => logStats(agent, log, statsSeconds), statsSeconds * 1000) : undefined;
+  if (statsSeconds > 0) counters.start();
+  const stats = statsSeconds > 0 ? setInterval(() => logStats(agent, counters, log), statsSeconds * 1000) : undefined;
   const keepAlive = setInterval(() => undefined, 1 << 30);
   const signal = await stopSignal;
   clearInterval(stats);
+  if (statsSeconds > 0) counters.stop();
   clearInterval(keepAlive);
   log.info({ signal }, 'stopping');
   await metrics?.close();
@@ -126,35 +130,28 @@ export async function runAgent(argv: string[]): Promise<number> {
   return 0;
 }
 
-const previous = new Map<string, { bytes: bigint; drops: bigint }>();
-
-/** Above this many rules, log only the rules that dropped most since the last time. */
+/** Above this many rules, log only the rules that drop most. */
 const STATS_LINES = 20;
 
-/** Log lines per rule: configured rate, measured rate, drops since the last time. */
-function logStats(agent: Agent, log: Logger, seconds: number): void {
-  const { policy, slots, bucketsByRule } = agent.state;
-  const all = readCounters(agent.dataPlane, slots.values());
-  const lines = policy.rules.map((rule) => {
-    const sum = zeroCounters();
-    for (const b of bucketsByRule.get(rule.name) ?? []) {
-      const c = all.get(slots.get(b.key)!);
-      if (c) addCounters(sum, c);
-    }
-    const before = previous.get(rule.name) ?? { bytes: sum.pass_bytes, drops: sum.drop_pkts };
-    previous.set(rule.name, { bytes: sum.pass_bytes, drops: sum.drop_pkts });
+/** Log lines per rule: configured rate, observed rate and drops per second (both directions added), counters so far. */
+function logStats(agent: Agent, counters: RuleCounters, log: Logger): void {
+  const readings = counters.read();
+  const lines = agent.state.policy.rules.map((rule) => {
+    const directions = Object.values(readings.get(rule.name) ?? {});
+    const add = (f: (d: (typeof directions)[number]) => number) => directions.reduce((sum, d) => sum + f(d), 0);
     return {
       rule: rule.name,
       configured: rule.rateBps ? formatRate(rule.rateBps) : 'unlimited',
-      measured: formatMeasured((Number(sum.pass_bytes - before.bytes) * 8) / seconds),
-      passedPkts: Number(sum.pass_pkts),
-      droppedPkts: Number(sum.drop_pkts),
-      droppedSinceLast: Number(sum.drop_pkts - before.drops),
+      measured: formatMeasured(add((d) => d.observed.bitsPerSecond)),
+      droppedPerSecond: add((d) => d.observed.droppedPacketsPerSecond),
+      windowSeconds: Math.max(0, ...directions.map((d) => d.observed.windowSeconds)),
+      passedPkts: add((d) => d.counters.passedPackets),
+      droppedPkts: add((d) => d.counters.droppedPackets),
     };
   });
-  const shown = lines.length <= STATS_LINES ? lines : [...lines].sort((a, b) => b.droppedSinceLast - a.droppedSinceLast).slice(0, STATS_LINES);
+  const shown = lines.length <= STATS_LINES ? lines : [...lines].sort((a, b) => b.droppedPerSecond - a.droppedPerSecond).slice(0, STATS_LINES);
   for (const line of shown) log.info(line, 'rule counters');
-  if (shown.length < lines.length) log.info({ rules: lines.length, shown: shown.length }, 'rule counters: only the rules with the most drops are shown');
+  if (shown.length < lines.length) log.info({ rules: lines.length, shown: shown.length }, 'rule counters: only the rules with the most drops per second are shown');
 }
 
 function formatMeasured(bps: number): string {

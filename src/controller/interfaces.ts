@@ -9,7 +9,7 @@ import type { DataPlane } from '../kernel/dataplane.js';
 import type { DesiredInterface } from '../kernel/desired.js';
 import { ifNameToIndex } from '../kernel/libc.js';
 import { removeHtbRoot, type HtbClassSpec } from '../kernel/qdisc.js';
-import { addClasses, checkRoot, pruneClasses } from './shaping.js';
+import { checkRoot, HtbMirror } from './shaping.js';
 
 /** What we know about one configured interface. */
 export interface InterfaceState {
@@ -35,6 +35,8 @@ export interface InterfaceState {
 /** Attachment manager for one data plane. */
 export class InterfaceSync {
   private states = new Map<string, InterfaceState>();
+  /** Our HTB classes per device, so that an apply writes only the classes that changed. */
+  private readonly htb = new HtbMirror();
 
   constructor(
     private readonly dp: DataPlane,
@@ -54,7 +56,7 @@ export class InterfaceSync {
   prepareShaping(wanted: DesiredInterface[], classes: Map<string, HtbClassSpec[]>): void {
     const present = wanted.map((w) => ({ w, ifindex: ifNameToIndex(w.name), specs: classes.get(w.name) ?? [] })).filter((p) => p.ifindex > 0);
     for (const { w, ifindex, specs } of present) checkRoot(ifindex, w.name, specs, w.replaceQdisc);
-    for (const { w, ifindex, specs } of present) addClasses(ifindex, w.name, specs, w.replaceQdisc);
+    for (const { w, ifindex, specs } of present) this.htb.addClasses(ifindex, w.name, specs, w.replaceQdisc);
   }
 
   /**
@@ -98,6 +100,7 @@ export class InterfaceSync {
       if (state.ifindex !== 0) {
         this.log.warn({ interface: state.name }, 'interface disappeared; will re-attach when it comes back');
         this.dp.removeInterface(state.ifindex);
+        this.htb.forget(state.ifindex);
       }
       state.ifindex = 0;
       state.progIds = { ingress: 0, egress: 0 };
@@ -106,11 +109,14 @@ export class InterfaceSync {
     const moved = ifindex !== state.ifindex;
     if (!force && !moved && this.stillAttached(state)) return;
     try {
-      if (moved && state.ifindex !== 0) this.dp.removeInterface(state.ifindex);
+      if (moved && state.ifindex !== 0) {
+        this.dp.removeInterface(state.ifindex);
+        this.htb.forget(state.ifindex);
+      }
       // Classes before the program can classify into them (an interface that
       // came back has lost its qdiscs with it); then register: the program
       // passes traffic of unregistered interfaces.
-      addClasses(ifindex, state.name, state.classes, state.replaceQdisc);
+      this.htb.addClasses(ifindex, state.name, state.classes, state.replaceQdisc);
       this.dp.setInterface(ifindex, state.profile, state.remote, state.countUnmatched);
       this.dp.attach(ifindex, state.name, { ingress: state.ingress, egress: state.egress });
       state.ifindex = ifindex;
@@ -125,7 +131,7 @@ export class InterfaceSync {
 
   private prune(state: InterfaceState): void {
     try {
-      pruneClasses(state.ifindex, state.name, state.classes);
+      this.htb.pruneClasses(state.ifindex, state.name, state.classes);
     } catch (err) {
       // Stale classes only cost memory; the next apply tries again.
       this.log.warn({ interface: state.name, err: err instanceof Error ? err.message : String(err) }, 'could not remove unused HTB classes');
@@ -145,6 +151,7 @@ export class InterfaceSync {
       this.dp.detach(ifindex, `ifindex ${ifindex}`);
       // Our HTB root goes too: the kernel's default qdisc comes back.
       const restored = removeHtbRoot(ifindex, `ifindex ${ifindex}`);
+      this.htb.forget(ifindex);
       this.log.info({ ifindex, qdiscRestored: restored }, 'detached from interface no longer in the policy');
     }
   }

@@ -1,122 +1,148 @@
 /**
- * The 1 Hz counter sampler behind the observed rates: every interval it
- * batch-reads ps_counters over [0, highest slot in use] into buffers kept
- * across samples and sums the four fields rates need per CPU as numbers
- * (no BigInt, no object per slot); the last RING samples give each rate as
- * the difference across the window (5 s).
+ * The background counter sampler behind the observed rates. It keeps, per
+ * slot, a few recent readings of the four counters rates need (passed and
+ * dropped bytes and packets): the baselines a fresh reading is compared with
+ * (see RuleCounters for the definition of "observed").
+ *
+ * Cost is bounded per tick, not per table: each tick reads one chunk of at
+ * most CHUNK_SLOTS slots with batch lookups into buffers kept across ticks,
+ * and the chunks take turns. Up to CHUNK_SLOTS slots in use every slot is
+ * read every tick (1 s); at 65,536 slots each is read every 4 s, so the 1 Hz
+ * tick costs what 16,384 slots cost. A chunk keeps just enough readings to
+ * hold one at least WINDOW_MS old.
  */
 import type { Logger } from 'pino';
-import { counterOffset, sumCounterFields } from '../kernel/counters.js';
-import type { Agent } from './agent.js';
+import { counterOffset } from '../kernel/counters.js';
 
-/** Samples kept for observed rates: one a second, so rates cover the last 5 s. */
-const RING = 6;
-/** Fields sampled per slot, in this order. */
-const SAMPLED = (['pass_bytes', 'pass_pkts', 'drop_bytes', 'drop_pkts'] as const).map(counterOffset);
-const FIELDS = SAMPLED.length;
+/** Readings are compared with one at least this old: rates cover the last 5 s (a little more between ticks). */
+export const WINDOW_MS = 5000;
+/** Slots read per tick. */
+export const CHUNK_SLOTS = 16_384;
+/** Fields sampled per slot, in this order: passed bytes, passed packets, dropped bytes, dropped packets. */
+export const RATE_OFFSETS: readonly number[] = (['pass_bytes', 'pass_pkts', 'drop_bytes', 'drop_pkts'] as const).map(counterOffset);
+export const RATE_FIELDS = RATE_OFFSETS.length;
 
-/** One counter sample: the time and, per slot, FIELDS numbers. */
-interface Sample {
-  ms: number;
+/** Where the sampler reads: the slots in use and their counters. */
+export interface CounterSource {
+  /** One past the highest slot in use (slots are handed out lowest first). */
+  slotEnd(): number;
+  /** Sum fields `offsets` of slots [from, from + count) into out (offsets.length numbers per slot); returns the slots read. */
+  read(from: number, count: number, offsets: readonly number[], out: Float64Array): number;
+}
+
+/** A slot's reading to compare with: RATE_FIELDS numbers at values[at...], taken at ms (performance.now()). */
+export interface Baseline {
   values: Float64Array;
+  at: number;
+  ms: number;
 }
 
-/** Rates of some slots over the sample window. */
-export interface ObservedRate {
-  bitsPerSecond: number;
-  packetsPerSecond: number;
-  droppedBitsPerSecond: number;
-  droppedPacketsPerSecond: number;
-  windowSeconds: number;
+/** The readings of one chunk of slots, oldest overwritten first. */
+interface Ring {
+  ms: Float64Array;
+  values: Float64Array[];
+  /** Index the next reading goes to. */
+  next: number;
+  /** Readings held. */
+  size: number;
 }
 
-/** Samples the counters of the agent's slots at a fixed interval. */
+/** Samples the counters of the slots in use at a fixed interval while it has users. */
 export class RateSampler {
-  private samples: Sample[] = [];
+  private rings: (Ring | undefined)[] = [];
+  private tick = 0;
   private timer: NodeJS.Timeout | undefined;
-  private also: (() => void) | undefined;
-  /** Batch-read buffers and the slot list [0, n), kept across samples. */
-  private buffers: { keys: Buffer; values: Buffer; every: Uint32Array } | undefined;
+  private intervalMs = 1000;
+  private users = 0;
+  private readonly listeners: (() => void)[] = [];
 
   constructor(
-    private readonly agent: Agent,
+    private readonly source: CounterSource,
     private readonly log: Logger,
+    private readonly chunkSlots = CHUNK_SLOTS,
   ) {}
 
-  /** Sample now, then every intervalMs; `also` runs after each sample (other samplers on the same clock). */
-  start(intervalMs = 1000, also?: () => void): void {
-    // The API and the metrics listener share one service: one sampler.
+  /** Whether the timer runs. */
+  get running(): boolean {
+    return this.timer !== undefined;
+  }
+
+  /**
+   * One more user of the rates (the API, the metrics listener, the stats
+   * log): the first starts the timer (a sample now, then every intervalMs).
+   */
+  start(intervalMs = 1000): void {
+    this.users++;
     if (this.timer) return;
-    this.also = also;
+    this.intervalMs = intervalMs;
     this.sample();
     this.timer = setInterval(() => this.sample(), intervalMs);
     this.timer.unref();
   }
 
+  /** One user fewer: the last stops the timer (readings are kept; they only age). */
   stop(): void {
+    this.users = Math.max(0, this.users - 1);
+    if (this.users > 0) return;
     clearInterval(this.timer);
     this.timer = undefined;
   }
 
-  /**
-   * Sums of pass bytes, pass packets, drop bytes, drop packets (in that
-   * order) of the given slots in the latest sample; sampled now when the
-   * timer is not running.
-   */
-  latest(slots: Iterable<number>): [number, number, number, number] {
-    if (!this.timer || !this.samples.length) this.sample();
-    const values = this.samples[this.samples.length - 1]?.values;
-    const sum: [number, number, number, number] = [0, 0, 0, 0];
-    if (!values) return sum;
-    for (const slot of slots) for (let f = 0; f < FIELDS; f++) sum[f as 0 | 1 | 2 | 3] += values[slot * FIELDS + f] ?? 0;
-    return sum;
+  /** Run fn after every tick (other samplers on the same clock). */
+  onSample(fn: () => void): void {
+    this.listeners.push(fn);
   }
 
-  /** Rates over the sample window for the given slots; a slot whose counters went down (re-used) counts 0. */
-  observed(slots: number[]): ObservedRate {
-    const last = this.samples[this.samples.length - 1];
-    const first = this.samples[0];
-    const seconds = last && first ? (last.ms - first.ms) / 1000 : 0;
-    const rate = [0, 0, 0, 0];
-    if (last && first && seconds > 0) {
-      for (const slot of slots) {
-        for (let f = 0; f < FIELDS; f++) {
-          const delta = (last.values[slot * FIELDS + f] ?? 0) - (first.values[slot * FIELDS + f] ?? 0);
-          if (delta > 0) rate[f]! += delta / seconds;
-        }
-      }
-    }
-    const [passBytes = 0, passPkts = 0, dropBytes = 0, dropPkts = 0] = rate;
-    return {
-      bitsPerSecond: Math.round(passBytes * 8),
-      packetsPerSecond: Math.round(passPkts),
-      droppedBitsPerSecond: Math.round(dropBytes * 8),
-      droppedPacketsPerSecond: Math.round(dropPkts),
-      windowSeconds: Math.round(seconds * 1000) / 1000,
-    };
-  }
-
+  /** Read the next chunk of slots. */
   sample(): void {
     try {
-      const dp = this.agent.dataPlane;
-      // Slots are handed out lowest first, so [0, highest slot] is about the slots in use.
-      let size = 0;
-      for (const slot of this.agent.state.slots.values()) if (slot >= size) size = slot + 1;
-      const stride = dp.maps.ps_counters.stride;
-      if (!this.buffers || this.buffers.every.length < size) {
-        const room = Math.max(size, 64);
-        this.buffers = { keys: Buffer.alloc(4 * room), values: Buffer.alloc(stride * room), every: Uint32Array.from({ length: room }, (_, i) => i) };
-      }
-      const { values, count } = dp.maps.ps_counters.readAll(size, this.buffers);
-      // Reuse the oldest sample's array once the ring is full: a sample allocates nothing in steady state.
-      const reused = this.samples.length >= RING ? this.samples.shift()!.values : undefined;
-      const sums = reused && reused.length === count * FIELDS ? reused : new Float64Array(count * FIELDS);
-      sumCounterFields(values, stride, dp.cpus, this.buffers.every.subarray(0, count), SAMPLED, sums);
-      this.samples.push({ ms: performance.now(), values: sums });
-      this.also?.();
+      const end = this.source.slotEnd();
+      const chunks = Math.ceil(end / this.chunkSlots);
+      this.rings.length = chunks;
+      if (chunks > 0) this.readChunk(this.tick++ % chunks, end, chunks);
     } catch (err) {
       // The data plane is closed while the agent stops; the next start samples again.
       this.log.debug({ err: String(err) }, 'counter sample skipped');
     }
+    for (const fn of this.listeners) fn();
+  }
+
+  /**
+   * The reading of slot to compare with one taken at nowMs: the newest at
+   * least WINDOW_MS older, else the oldest held; undefined when none is held.
+   */
+  baseline(slot: number, nowMs: number): Baseline | undefined {
+    const ring = this.rings[Math.floor(slot / this.chunkSlots)];
+    if (!ring || ring.size === 0) return undefined;
+    const cap = ring.ms.length;
+    let pick = -1;
+    // From the newest back: the first old enough wins; otherwise the oldest.
+    for (let back = 1; back <= ring.size; back++) {
+      const i = (ring.next - back + cap) % cap;
+      pick = i;
+      if (nowMs - ring.ms[i]! >= WINDOW_MS) break;
+    }
+    const at = (slot % this.chunkSlots) * RATE_FIELDS;
+    const values = ring.values[pick]!;
+    if (Number.isNaN(values[at])) return undefined;
+    return { values, at, ms: ring.ms[pick]! };
+  }
+
+  private readChunk(chunk: number, end: number, chunks: number): void {
+    // Enough readings that one is WINDOW_MS old however the ticks fall: each chunk is read every chunks ticks.
+    const capacity = Math.ceil(WINDOW_MS / (chunks * this.intervalMs)) + 1;
+    let ring = this.rings[chunk];
+    if (!ring || ring.ms.length !== capacity) {
+      ring = { ms: new Float64Array(capacity), values: Array.from({ length: capacity }, () => new Float64Array(this.chunkSlots * RATE_FIELDS)), next: 0, size: 0 };
+      this.rings[chunk] = ring;
+    }
+    const from = chunk * this.chunkSlots;
+    const values = ring.values[ring.next]!;
+    const got = this.source.read(from, Math.min(this.chunkSlots, end - from), RATE_OFFSETS, values);
+    // Slots past the end have no reading (a slot handed out later must not compare with stale numbers).
+    values.fill(Number.NaN, got * RATE_FIELDS);
+    ring.ms[ring.next] = performance.now();
+    ring.next = (ring.next + 1) % capacity;
+    ring.size = Math.min(ring.size + 1, capacity);
   }
 }

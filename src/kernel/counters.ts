@@ -62,23 +62,61 @@ export function counterOffset(field: keyof PsCounters): number {
   return psCounters.fields.find((f) => f.name === field)!.offset;
 }
 
+/** Byte offset of every ps_counters field, in struct order. */
+export const ALL_COUNTER_OFFSETS: readonly number[] = psCounters.fields.map((f) => f.offset);
+
 /**
  * Sum some u64 fields of per-CPU ps_counters values into numbers, without a
  * BigInt per value per CPU: raw holds slot s at s * stride, one
  * roundup(size, 8) share per CPU; out gets, for the i-th slot of `slots`,
  * the sum of field k at out[i * offsets.length + k]. Numbers are exact up to
- * 2^53 (8 PiB), past any counter of a running host.
+ * 2^53 (8 PiB), past any counter of a running host. Reads 32-bit words
+ * through a typed view: a Buffer.readUInt32LE call per word cost 3x as much
+ * at 65,536 slots.
  */
 export function sumCounterFields(raw: Buffer, stride: number, cpus: number, slots: ArrayLike<number>, offsets: readonly number[], out: Float64Array): void {
-  const step = roundUp8(psCounters.size);
+  const words = wordsOf(raw);
+  const step = roundUp8(psCounters.size) >>> 2;
   const width = offsets.length;
   for (let i = 0; i < slots.length; i++) {
-    const base = slots[i]! * stride;
+    const base = (slots[i]! * stride) >>> 2;
     for (let k = 0; k < width; k++) {
       let sum = 0;
-      for (let cpu = 0, at = base + offsets[k]!; cpu < cpus; cpu++, at += step) sum += raw.readUInt32LE(at) + raw.readUInt32LE(at + 4) * 0x1_0000_0000;
+      for (let cpu = 0, at = base + (offsets[k]! >>> 2); cpu < cpus; cpu++, at += step) sum += words[at]! + words[at + 1]! * 0x1_0000_0000;
       out[i * width + k] = sum;
     }
+  }
+}
+
+/** raw as little-endian u32 words (x86_64 and aarch64 are little-endian); copied when not 4-byte aligned. */
+function wordsOf(raw: Buffer): Uint32Array {
+  if (raw.byteOffset % 4 === 0) return new Uint32Array(raw.buffer, raw.byteOffset, raw.length >>> 2);
+  return new Uint32Array(Uint8Array.prototype.slice.call(raw).buffer);
+}
+
+/**
+ * Reads ranges of ps_counters slots, summed over CPUs into numbers, with
+ * batch lookups into buffers kept across calls: a reader called every second
+ * allocates nothing once its buffers fit.
+ */
+export class CounterRangeReader {
+  private buffers: { keys: Buffer; values: Buffer; index: Uint32Array } | undefined;
+
+  constructor(private readonly dp: Pick<DataPlane, 'cpus' | 'maps'>) {}
+
+  /**
+   * Slots [from, from + count): field offsets[k] of the i-th slot summed into
+   * out[(at + i) * offsets.length + k]. Returns the slots read (fewer past the map's end).
+   */
+  read(from: number, count: number, offsets: readonly number[], out: Float64Array, at = 0): number {
+    const map = this.dp.maps.ps_counters;
+    if (!this.buffers || this.buffers.index.length < count) {
+      const room = Math.max(count, 64);
+      this.buffers = { keys: Buffer.alloc(4 * room), values: Buffer.alloc(map.stride * room), index: Uint32Array.from({ length: room }, (_, i) => i) };
+    }
+    const { values, count: got } = map.readRange(from, count, this.buffers);
+    sumCounterFields(values, map.stride, this.dp.cpus, this.buffers.index.subarray(0, got), offsets, at ? out.subarray(at * offsets.length) : out);
+    return got;
   }
 }
 

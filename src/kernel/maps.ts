@@ -65,13 +65,24 @@ export class U32Map {
    * allocates nothing); they must hold `limit` elements.
    */
   readAll(limit = this.shape.maxEntries, into?: { keys: Buffer; values: Buffer }): { keys: Uint32Array; values: Buffer; count: number } {
-    const max = Math.min(limit, this.shape.maxEntries);
+    return this.readRange(0, limit, into);
+  }
+
+  /**
+   * Read up to `limit` elements from key `from` on (arrays: keys from..from+limit-1),
+   * with batch syscalls, into `into` when it is large enough.
+   */
+  readRange(from: number, limit: number, into?: { keys: Buffer; values: Buffer }): { keys: Uint32Array; values: Buffer; count: number } {
+    const max = Math.max(0, Math.min(limit, this.shape.maxEntries - from));
     const keys = into && into.keys.length >= 4 * max ? into.keys : Buffer.alloc(4 * max);
     const values = into && into.values.length >= this.stride * max ? into.values : Buffer.alloc(this.stride * max);
     const token = Buffer.alloc(4);
     const next = Buffer.alloc(4);
+    // The batch token is the last key read: the kernel resumes at the key after
+    // it (map_get_next_key), so starting at `from` means a token of from - 1.
+    let first = from === 0;
+    if (!first) token.writeUInt32LE(from - 1);
     let total = 0;
-    let first = true;
     for (;;) {
       const want = Math.min(BATCH, max - total);
       if (want === 0) break;

@@ -106,8 +106,10 @@ export class PolicyHarness {
     readonly ns: string,
     readonly dev: string,
     readonly pinDir: string,
+    opts: { keepPins?: boolean } = {},
   ) {
-    removePins(pinDir);
+    // keepPins: adopt the pins another harness made, as a restarted agent does.
+    if (!opts.keepPins) removePins(pinDir);
     this.dp = DataPlane.open({ pinDir });
     this.ifaces = new InterfaceSync(this.dp, log);
   }
