@@ -14,10 +14,11 @@ import { DataPlane } from '../kernel/dataplane.js';
 import { libbpfVersion } from '../kernel/libbpf.js';
 import type { DesiredBucket, DesiredState } from '../kernel/desired.js';
 import { ifNameToIndex } from '../kernel/libc.js';
-import { readPolicyText, parsePolicy, planPolicy, validatePolicy, type ValidPolicy } from '../policy/index.js';
+import { readPolicyText, parsePolicy, planPolicy, replanRule, validateOne, validatePolicy, type PolicyRule, type ValidPolicy } from '../policy/index.js';
 import { InterfaceSync } from './interfaces.js';
 import { PS } from '../kernel/layout.js';
 import { isNoop, mirrorOf, reconcile, reconcileFrom, type KernelMirror, type WritePlan } from '../kernel/reconcile.js';
+import { removeStaleTempFiles } from './persist.js';
 import { classPlan } from './shaping.js';
 import { resolvePolicySource, type PolicySource } from './source.js';
 
@@ -52,6 +53,20 @@ export interface AgentState {
   bucketsByRule: Map<string, DesiredBucket[]>;
   /** sha256 of the policy file text in force. */
   hash: string;
+  /** Warnings of that policy (an API write reports them). */
+  warnings: Diagnostic[];
+}
+
+/** What an apply may be told beyond the policy: its warnings, and the one rule an API write changed. */
+export interface ApplyExtra {
+  warnings?: Diagnostic[];
+  change?: RuleChange;
+}
+
+/** One rule changed by an API write: lets the plan and state follow at the cost of that rule. */
+export interface RuleChange {
+  before: PolicyRule;
+  after: PolicyRule;
 }
 
 /** Outcomes of reloads, of a changed file or on SIGHUP (exported as portshaper_policy_reloads_total). */
@@ -64,14 +79,27 @@ export interface ReloadCounts {
 }
 
 /** The state for an applied plan, with what readers derive from it computed once. */
-export function agentState(policy: ValidPolicy, desired: DesiredState, slots: Map<string, number>, hash: string): AgentState {
+export function agentState(
+  policy: ValidPolicy,
+  desired: DesiredState,
+  slots: Map<string, number>,
+  hash: string,
+  warnings: Diagnostic[] = [],
+  changed?: { previous: AgentState; rule: string },
+): AgentState {
+  if (changed) {
+    // One rule's limits changed (replanRule): only its entry differs.
+    const bucketsByRule = new Map(changed.previous.bucketsByRule);
+    bucketsByRule.set(changed.rule, desired.buckets.filter((b) => b.rule === changed.rule));
+    return { policy, desired, slots, bucketsByRule, hash, warnings };
+  }
   const bucketsByRule = new Map<string, DesiredBucket[]>();
   for (const b of desired.buckets) {
     const list = bucketsByRule.get(b.rule);
     if (list) list.push(b);
     else bucketsByRule.set(b.rule, [b]);
   }
-  return { policy, desired, slots, bucketsByRule, hash };
+  return { policy, desired, slots, bucketsByRule, hash, warnings };
 }
 
 /** A performed write plan, and the mirror of the kernel it leaves (the base of the next diff). */
@@ -162,6 +190,8 @@ export class Agent {
   async start(): Promise<ApplyResult> {
     const { policy, warnings, hash, source } = await this.load();
     this.source = source;
+    const stale = removeStaleTempFiles(source.path);
+    if (stale.length) this.log.info({ removed: stale }, 'removed temporary files of an earlier agent that died while saving the policy');
     for (const w of warnings) this.log.warn(formatDiagnostic(w));
     this.dp = DataPlane.open({ pinDir: policy.pinDir, objectPath: this.opts.objectPath, clientTable: policy.clientTable });
     if (this.dp.clientTable !== policy.clientTable) {
@@ -177,7 +207,7 @@ export class Agent {
     );
     this.ifaces = new InterfaceSync(this.dp, this.log);
     this.mirror = undefined;
-    const result = this.apply(policy, hash, true);
+    const result = this.apply(policy, hash, true, 'start', this.source, { warnings });
     // Failures are logged by serialize(); the timer just tries again.
     this.pollTimer = setInterval(() => this.serialize(async () => this.ifaces?.poll()).catch(() => undefined), this.opts.interfacePollMs ?? 500);
     this.pollTimer.unref();
@@ -220,7 +250,7 @@ export class Agent {
       }
       let result: ApplyResult;
       try {
-        result = this.apply(loaded.policy, loaded.hash, false, reason, loaded.source);
+        result = this.apply(loaded.policy, loaded.hash, false, reason, loaded.source, { warnings: loaded.warnings });
       } catch (err) {
         this.lastReloadSuccessful = false;
         this.reloads.failed++;
@@ -263,8 +293,8 @@ export class Agent {
    * the watcher's reload then finds the hash in force and does nothing.
    * Call inside serialize().
    */
-  applyPolicy(policy: ValidPolicy, hash: string, reason: string): ApplyResult {
-    const result = this.apply(policy, hash, false, reason);
+  applyPolicy(policy: ValidPolicy, hash: string, reason: string, extra: ApplyExtra = {}): ApplyResult {
+    const result = this.apply(policy, hash, false, reason, this.source, extra);
     // The service only writes over a file that validates: what is on disk is in force again.
     this.lastReloadSuccessful = true;
     return result;
@@ -277,13 +307,24 @@ export class Agent {
     return { ...this.validateText(text, source.path), hash: hashText(text), source };
   }
 
-  private apply(policy: ValidPolicy, hash: string, force: boolean, reason = 'start', source = this.source): ApplyResult {
+  /**
+   * The one rule of a policy text that holds only that rule, validated as the
+   * file is (warnings included: any makes it undefined). See validateOne.
+   */
+  validateRule(text: string): PolicyRule | undefined {
+    return validateOne(text, this.policyPath, policyEnv)?.rule;
+  }
+
+  private apply(policy: ValidPolicy, hash: string, force: boolean, reason: string, source: PolicySource, extra: ApplyExtra): ApplyResult {
     const dp = this.dataPlane;
     if (this.current && policy.pinDir !== this.current.policy.pinDir) {
       this.log.warn({ running: this.current.policy.pinDir, file: policy.pinDir }, 'pinDir changes take effect at the next agent start');
     }
     const t0 = process.hrtime.bigint();
-    const desired = planPolicy(policy);
+    const previous = this.current;
+    const change = extra.change;
+    const replanned = change && previous ? replanRule(previous.desired, change.before, change.after) : undefined;
+    const desired = replanned ?? planPolicy(policy);
     let plan: Enforced;
     try {
       plan = enforce(dp, this.ifaces!, desired, force, this.mirror);
@@ -293,7 +334,8 @@ export class Agent {
     }
     this.mirror = plan.mirror;
     const ms = Number(process.hrtime.bigint() - t0) / 1e6;
-    this.current = agentState(policy, desired, plan.slots, hash);
+    const changed = replanned && previous ? { previous, rule: change!.after.name } : undefined;
+    this.current = agentState(policy, desired, plan.slots, hash, extra.warnings ?? [], changed);
     this.source = source;
     const result = {
       buckets: desired.buckets.length,

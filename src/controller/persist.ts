@@ -4,7 +4,7 @@
  * Edits go through the yaml Document API, so comments, key order and the
  * formatting of untouched rules survive; the file is replaced atomically.
  */
-import { closeSync, fsyncSync, openSync, renameSync, statSync, unlinkSync, writeSync } from 'node:fs';
+import { closeSync, fsyncSync, openSync, readdirSync, renameSync, statSync, unlinkSync, writeSync } from 'node:fs';
 import { basename, dirname, join } from 'node:path';
 import { Document, isMap, isScalar, isSeq, parseDocument, type ToStringOptions, type YAMLMap } from 'yaml';
 import { parseFast } from '../policy/fast-yaml.js';
@@ -109,6 +109,47 @@ function appendRule(doc: Document, rule: RuleFields): void {
   }
   // No "rules:" yet, or one left empty after its rules were commented out.
   doc.setIn(['rules'], doc.createNode([rule]));
+}
+
+/**
+ * Removes the temporary files writeFileAtomic left beside `path` when its
+ * process died mid-save (".policy.yaml.<pid>.tmp" of a pid that is gone);
+ * returns their names. Files of a live process are its save in progress.
+ */
+export function removeStaleTempFiles(path: string): string[] {
+  const dir = dirname(path);
+  const pattern = new RegExp(`^\\.${escapeRegExp(basename(path))}\\.(\\d+)\\.tmp$`);
+  const removed: string[] = [];
+  let names: string[];
+  try {
+    names = readdirSync(dir);
+  } catch {
+    return removed;
+  }
+  for (const name of names) {
+    const pid = Number(pattern.exec(name)?.[1]);
+    if (!pid || (pid !== process.pid && alive(pid))) continue;
+    try {
+      unlinkSync(join(dir, name));
+      removed.push(name);
+    } catch {
+      // gone already, or not ours to remove (read-only mount): nothing to clean
+    }
+  }
+  return removed;
+}
+
+function alive(pid: number): boolean {
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch (err) {
+    return (err as NodeJS.ErrnoException).code === 'EPERM';
+  }
+}
+
+function escapeRegExp(text: string): string {
+  return text.replace(/[.*+?^${}()|[\]\\]/g, '\\$&');
 }
 
 /**

@@ -7,7 +7,7 @@
  * again. The watcher's reload then finds the file's hash already in force
  * and does nothing.
  */
-import { readFileSync } from 'node:fs';
+import { readFileSync, statSync } from 'node:fs';
 import type { Logger } from 'pino';
 import {
   PersistError,
@@ -20,13 +20,27 @@ import {
   type Diagnostic,
   type FieldProblem,
 } from '../errors.js';
-import type { ApiSettings, ValidPolicy } from '../policy/index.js';
-import { hashText, type Agent, type ApplyResult } from './agent.js';
-import { deleteRuleText, patchRuleText, putRuleText, writeFileAtomic, type RuleFields } from './persist.js';
+import { RuleIndex, type ApiSettings, type PolicyRule, type ValidPolicy } from '../policy/index.js';
+import { hashText, type Agent, type ApplyResult, type RuleChange } from './agent.js';
+import { deleteRuleText, patchRuleText, putRuleText, RuleTexts, writeFileAtomic, type RuleFields } from './persist.js';
 import { isKubeletManaged, readOnlyReason } from './source.js';
 
-/** A write's change to the policy text; `index` is the rule it edits, for field names in errors. */
-export type Edit = (base: { text: string; policy: ValidPolicy }) => { text: string; index?: number };
+/** The policy a write edits: its text, the policy it validates to, and where its rules' lines are (when known). */
+export interface EditBase {
+  text: string;
+  policy: ValidPolicy;
+  warnings: Diagnostic[];
+  /** undefined: the rules are not a plain block list (edits go through the whole document). */
+  rules?: RuleTexts;
+}
+
+/**
+ * A write's change to the policy text; `index` is the rule it edits, for
+ * field names in errors. `spliced`: the edit replaced only rule `index`'s
+ * lines with `item` (undefined: removed it; index = count: appended), so it
+ * can be validated at the cost of that rule.
+ */
+export type Edit = (base: EditBase) => { text: string; index?: number; spliced?: { index: number; item?: string; rules: RuleTexts } };
 
 /** What the batch an accepted write joined did. */
 export interface WriteOutcome {
@@ -50,6 +64,10 @@ interface PendingWrite {
 /** Writes to the running policy: one rule by name, or the whole text. */
 export class PolicyWriter {
   private pending: PendingWrite[] = [];
+  /** The file as this writer last wrote it (rules: null when they are not a block list). */
+  private file: { path: string; text: string; hash: string; id: string; rules?: RuleTexts | null } | undefined;
+  /** Port owners and totals of the policy a splice is checked against (rebuilt when that policy is not the base). */
+  private index: RuleIndex | undefined;
   /** API settings the agent started with (a change in the file takes effect at the next start). */
   private readonly settings: ApiSettings;
 
@@ -63,28 +81,43 @@ export class PolicyWriter {
   /** Create or replace a rule; resolves once in force and persisted, created: it is new. */
   async putRule(name: string, fields: RuleFields, requestId: string): Promise<{ created: boolean }> {
     let created = false;
-    await this.write(`PUT rule ${name}`, requestId, ({ text, policy }) => {
+    await this.write(`PUT rule ${name}`, requestId, ({ text, policy, rules }) => {
       const index = indexOf(policy, name);
       created = index === undefined;
-      return { text: putRuleText(text, index, name, fields), index: index ?? policy.rules.length };
+      const at = index ?? policy.rules.length;
+      if (rules) {
+        const item = rules.edited(index, (mini, i) => putRuleText(mini, i, name, fields));
+        const next = rules.with(at, item);
+        return { text: next.text, index: at, spliced: { index: at, item, rules: next } };
+      }
+      return { text: putRuleText(text, index, name, fields), index: at };
     });
     return { created };
   }
 
   /** Change some keys of a rule (null removes one). Throws RuleNotFoundError. */
   async patchRule(name: string, patch: RuleFields, requestId: string): Promise<void> {
-    await this.write(`PATCH rule ${name}`, requestId, ({ text, policy }) => {
+    await this.write(`PATCH rule ${name}`, requestId, ({ text, policy, rules }) => {
       const index = indexOf(policy, name);
       if (index === undefined) throw new RuleNotFoundError(name);
+      if (rules) {
+        const item = rules.edited(index, (mini, i) => patchRuleText(mini, i!, name, patch));
+        const next = rules.with(index, item);
+        return { text: next.text, index, spliced: { index, item, rules: next } };
+      }
       return { text: patchRuleText(text, index, name, patch), index };
     });
   }
 
   /** Remove a rule. Throws RuleNotFoundError. */
   async deleteRule(name: string, requestId: string): Promise<void> {
-    await this.write(`DELETE rule ${name}`, requestId, ({ text, policy }) => {
+    await this.write(`DELETE rule ${name}`, requestId, ({ text, policy, rules }) => {
       const index = indexOf(policy, name);
       if (index === undefined) throw new RuleNotFoundError(name);
+      if (rules && rules.count > 1) {
+        const next = rules.with(index, undefined);
+        return { text: next.text, spliced: { index, rules: next } };
+      }
       return { text: deleteRuleText(text, index) };
     });
   }
@@ -118,26 +151,33 @@ export class PolicyWriter {
     const batch = this.pending;
     this.pending = [];
     const path = this.agent.policyPath;
-    let base: { text: string; policy: ValidPolicy };
+    let base: EditBase;
     try {
       base = this.base();
     } catch (err) {
       for (const w of batch) w.reject(err);
       return;
     }
-    let { text, policy } = base;
-    let warnings: Diagnostic[] = [];
+    let current = base;
     const accepted: PendingWrite[] = [];
+    const changes: (RuleChange | undefined)[] = [];
     for (const w of batch) {
       try {
-        const next = w.edit({ text, policy });
-        try {
-          ({ policy, warnings } = this.agent.validateText(next.text));
-        } catch (err) {
-          throw err instanceof PolicyError ? changeError(err.diagnostics, next.index) : err;
+        const next = w.edit(current);
+        let change: RuleChange | undefined;
+        let validated = next.spliced ? this.validateSplice(current, next.spliced) : undefined;
+        if (validated) change = validated.change;
+        else {
+          try {
+            const full = this.agent.validateText(next.text);
+            validated = { policy: full.policy, warnings: full.warnings };
+          } catch (err) {
+            throw err instanceof PolicyError ? changeError(err.diagnostics, next.index) : err;
+          }
         }
-        text = next.text;
+        current = { text: next.text, policy: validated.policy, warnings: validated.warnings, ...(next.spliced ? { rules: next.spliced.rules } : {}) };
         accepted.push(w);
+        changes.push(change);
       } catch (err) {
         w.reject(err);
       }
@@ -146,15 +186,22 @@ export class PolicyWriter {
     const requests = accepted.map((w) => w.requestId);
     const why = `API ${accepted.map((w) => w.reason).join(', ')}`;
     const previous = this.agent.state;
+    const { text, policy, warnings } = current;
     let result: ApplyResult;
     try {
-      result = this.agent.applyPolicy(policy, hashText(text), why);
+      // A batch of one limit change is planned at the cost of that rule; anything else in full.
+      const change = changes.length === 1 ? changes[0] : undefined;
+      const hash = hashText(text);
+      result = this.agent.applyPolicy(policy, hash, why, { warnings, ...(change ? { change } : {}) });
       writeFileAtomic(path, text);
+      this.file = { path, text, hash, id: fileId(path), ...(current.rules ? { rules: current.rules } : {}) };
     } catch (err) {
+      this.file = undefined;
+      this.index = undefined;
       this.log.error({ requests, file: path, err: String(err) }, 'API change failed; rolling the kernel back to the previous policy');
       let failure = err;
       try {
-        this.agent.applyPolicy(previous.policy, previous.hash, `rollback of requests ${requests.join(', ')}`);
+        this.agent.applyPolicy(previous.policy, previous.hash, `rollback of requests ${requests.join(', ')}`, { warnings: previous.warnings });
         if (!(err instanceof PortshaperError)) failure = new PersistError(path, err);
       } catch (rollback) {
         this.log.error({ requests, err: String(rollback) }, 'rollback failed; the kernel may hold part of the change until the next reload');
@@ -169,19 +216,66 @@ export class PolicyWriter {
     for (const w of accepted) w.resolve(outcome);
   }
 
-  /** The file to edit: the one in force, or an edited file that validates (its edits then go in with the change). */
-  private base(): { text: string; policy: ValidPolicy } {
+  /**
+   * A one-rule splice validated at the cost of that rule: the rule alone
+   * against the file's other sections, then names, ports and capacity against
+   * the index of the rules in force. undefined when that cannot decide (a
+   * problem or warning anywhere, scoped rules): the caller validates in full.
+   */
+  private validateSplice(base: EditBase, spliced: { index: number; item?: string; rules: RuleTexts }): { policy: ValidPolicy; warnings: Diagnostic[]; change?: RuleChange } | undefined {
+    if (base.warnings.length || !base.rules || base.rules.count !== base.policy.rules.length) return undefined;
+    if (this.index?.policy !== base.policy) this.index = RuleIndex.of(base.policy);
+    const index = this.index;
+    if (!index) return undefined;
+    let after: PolicyRule | undefined;
+    if (spliced.item !== undefined) {
+      const alone = this.agent.validateRule(spliced.rules.alone(spliced.item));
+      if (!alone) return undefined;
+      after = { ...alone, line: spliced.rules.lineOf(spliced.index) };
+    }
+    const before = base.policy.rules[spliced.index];
+    const policy = index.change(spliced.index, after);
+    if (!policy) return undefined;
+    return { policy, warnings: [], ...(before && after ? { change: { before, after } } : {}) };
+  }
+
+  /**
+   * The file to edit: the one in force, or an edited file that validates (its
+   * edits then go in with the change). The text this writer last wrote is
+   * kept: while the file is the one it wrote (same inode, size and change
+   * time), a write neither reads nor hashes nor parses it again.
+   */
+  private base(): EditBase {
     const path = this.agent.policyPath;
-    const text = readFileSync(path, 'utf8');
     const state = this.agent.state;
-    if (hashText(text) === state.hash) return { text, policy: state.policy };
+    const known = this.file;
+    if (known && known.path === path && known.hash === state.hash && known.id === fileId(path)) {
+      if (known.rules === undefined) known.rules = RuleTexts.of(known.text) ?? null;
+      return { text: known.text, policy: state.policy, warnings: state.warnings, ...(known.rules ? { rules: known.rules } : {}) };
+    }
+    const id = fileId(path);
+    const text = readFileSync(path, 'utf8');
+    const hash = hashText(text);
+    if (hash === state.hash) {
+      const rules = RuleTexts.of(text);
+      this.file = { path, text, hash, id, rules: rules ?? null };
+      return { text, policy: state.policy, warnings: state.warnings, ...(rules ? { rules } : {}) };
+    }
     try {
-      return { text, policy: this.agent.validateText(text).policy };
+      const { policy, warnings } = this.agent.validateText(text);
+      const rules = RuleTexts.of(text);
+      return { text, policy, warnings, ...(rules ? { rules } : {}) };
     } catch (err) {
       if (err instanceof PolicyError) throw new PolicyFileInvalidError(path, err.diagnostics);
       throw err;
     }
   }
+}
+
+/** What identifies one version of a file without reading it (a rename over it changes the inode). */
+function fileId(path: string): string {
+  const st = statSync(path, { bigint: true });
+  return `${st.dev}:${st.ino}:${st.size}:${st.mtimeNs}:${st.ctimeNs}`;
 }
 
 function indexOf(policy: ValidPolicy, name: string): number | undefined {
@@ -190,26 +284,30 @@ function indexOf(policy: ValidPolicy, name: string): number | undefined {
 }
 
 /**
- * The validator's diagnostics as field problems: each message starts with the
- * policy path it concerns ("rules[3].rate: ..."); for the edited rule the
- * path becomes the body key ("rate"). An overlap makes the change a conflict.
+ * The validator's diagnostics as field problems: the field is the
+ * diagnostic's policy path ("rules[3].rate"), which for the edited rule
+ * becomes the body key ("rate"); the reason is the message without its
+ * leading location label. An overlap makes the change a conflict (409).
  */
 export function changeError(diagnostics: Diagnostic[], ruleIndex?: number): PolicyChangeError {
   const problems: FieldProblem[] = [];
   let conflict = false;
   for (const d of diagnostics) {
     if (d.severity !== 'error') continue;
-    const m = /^([A-Za-z0-9_.[\]]+): ([\s\S]*)$/.exec(d.message);
-    let field = m?.[1] ?? 'policy';
-    const reason = m?.[2] ?? d.message;
+    let field = d.path || 'policy';
     if (ruleIndex !== undefined) {
       const own = `rules[${ruleIndex}]`;
       if (field === own) field = 'rule';
       else if (field.startsWith(`${own}.`)) field = field.slice(own.length + 1);
     }
-    // Cross-rule overlap, as validatePolicy words it (src/policy/validate.ts checkAcrossRules).
-    if (reason.startsWith('overlaps rule "')) conflict = true;
-    problems.push({ field, reason });
+    if (d.code === 'overlap') conflict = true;
+    problems.push({ field, reason: withoutLabel(d.message) });
   }
   return new PolicyChangeError(problems, conflict);
+}
+
+/** "rules[3].rate: expected …" → "expected …": every validator message starts with the location it is about. */
+function withoutLabel(message: string): string {
+  const cut = message.indexOf(': ');
+  return cut > 0 && !message.slice(0, cut).includes(' ') ? message.slice(cut + 2) : message;
 }

@@ -4,7 +4,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { loadOrCreateToken, TokenCheck } from '../../../src/api/auth.js';
-import { deleteRuleText, patchRuleText, policyTextOf, putRuleText, writeFileAtomic } from '../../../src/controller/persist.js';
+import { deleteRuleText, patchRuleText, policyTextOf, putRuleText, removeStaleTempFiles, writeFileAtomic } from '../../../src/controller/persist.js';
 import { changeError } from '../../../src/controller/writes.js';
 import { parsePolicy, validatePolicy } from '../../../src/policy/index.js';
 
@@ -108,5 +108,21 @@ describe('API token', () => {
     expect(check.accepts('Bearer s3cre')).toBe(false);
     expect(check.accepts('s3cret')).toBe(false);
     expect(check.accepts(undefined)).toBe(false);
+  });
+
+  it('removes the temporary files of a saver that died, and only those', () => {
+    const dir = mkdtempSync(join(tmpdir(), 'ps-stale-'));
+    try {
+      const path = join(dir, 'policy.yaml');
+      writeFileSync(path, 'rules: []\n');
+      // pid 2^22 + 1 is above the kernel's pid_max limit: no process can have it.
+      const dead = `.policy.yaml.${2 ** 22 + 1}.tmp`;
+      const live = `.policy.yaml.${process.ppid}.tmp`;
+      for (const name of [dead, live, '.other.yaml.1.tmp', 'policy.yaml.1.tmp']) writeFileSync(join(dir, name), 'x');
+      expect(removeStaleTempFiles(path)).toEqual([dead]);
+      expect(readdirSync(dir).sort()).toEqual([live, '.other.yaml.1.tmp', 'policy.yaml', 'policy.yaml.1.tmp'].sort());
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
   });
 });

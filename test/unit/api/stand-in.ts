@@ -2,7 +2,7 @@
 import { readFileSync } from 'node:fs';
 import { agentState, hashText } from '../../../src/controller/agent.js';
 import { PolicyError } from '../../../src/errors.js';
-import { parsePolicy, planPolicy, validatePolicy, type ValidPolicy } from '../../../src/policy/index.js';
+import { parsePolicy, planPolicy, validateOne, validatePolicy, type ValidPolicy } from '../../../src/policy/index.js';
 
 /** The parts of Agent the service uses, with apply recorded instead of written to a kernel. */
 export function standIn(policyPath: string) {
@@ -21,6 +21,7 @@ export function standIn(policyPath: string) {
     dataPlane: { cpus: 1, maps: { ps_counters: { get: () => undefined, readAll: () => ({ values: Buffer.alloc(0), count: 0 }), stride: 8 } } },
     interfaces: () => [],
     validateText,
+    validateRule: (text: string) => validateOne(text, policyPath, { interfaceExists: () => true })?.rule,
     applyPolicy(policy: ValidPolicy, hash: string, reason: string) {
       applied.push({ rules: policy.rules.map((r) => `${r.name}=${r.rateBps}`), reason });
       agent.state = agentState(policy, planPolicy(policy), new Map(), hash);
