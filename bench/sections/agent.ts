@@ -239,7 +239,8 @@ async function oneRun(r: AgentRun, k: number, bounds: Bounds): Promise<void> {
     // Nothing else can be measured without a ready agent.
     if (!ready) return;
     const pid = a.child.pid!;
-    await api.setToken(readFileSync(tokenFile, 'utf8').trim());
+    // Without the token the writes below fail with 401 and say so; the reads still measure.
+    await step(r, 'read the API token', () => api!.setToken(readFileSync(tokenFile, 'utf8').trim()));
 
     await step(r, 'idle CPU and RSS', async () => {
       await sleep(bounds.settleMs);
