@@ -39,7 +39,9 @@ test: setup build
 run: setup build
 	node dist/cli/main.js agent --policy examples/policy.yaml
 
-# Benchmarks against nftables limit, HTB and TBF (root; < 20 min, QUICK=1 < 3 min).
+# Benchmarks against nftables limit, HTB and TBF, and the agent process at up to
+# 65,536 rules (root; < 20 min, QUICK=1 < 3 min, plus the agent section: about
+# 2 min at issue 10's targets, up to 7 while its operations take seconds).
 # Report: bench/results/latest.md (+ JSON and SVG charts).
 bench: setup build
 	npx vite-node bench/main.ts -- $(if $(QUICK),--quick)

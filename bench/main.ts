@@ -6,6 +6,7 @@
  * report (Markdown, JSON, SVG charts) goes to bench/results/.
  *
  *   npx vite-node bench/main.ts -- [--quick] [--only accuracy,forwarded] [--reps N]
+ *   npx vite-node bench/main.ts -- --only agent   (the agent process alone: RSS, start, API latencies)
  *   npx vite-node bench/main.ts -- --render bench/results/<run>.json
  */
 import { readFileSync } from 'node:fs';
@@ -21,13 +22,14 @@ import { cpuCount } from './lib/load.js';
 import { writeReport, type BenchResults } from './lib/report.js';
 import { log, runLog } from './lib/runner.js';
 import { runAccuracy } from './sections/accuracy.js';
+import { runAgent } from './sections/agent.js';
 import { runControlPlane } from './sections/controlplane.js';
 import { runFairness } from './sections/fairness.js';
 import { runForwarded } from './sections/forwarded.js';
 import { runOverhead } from './sections/overhead.js';
 import { runPerPacket } from './sections/perpacket.js';
 
-const SECTIONS = ['accuracy', 'fairness', 'forwarded', 'overhead', 'perpacket', 'controlplane'] as const;
+const SECTIONS = ['accuracy', 'fairness', 'forwarded', 'overhead', 'perpacket', 'controlplane', 'agent'] as const;
 type SectionName = (typeof SECTIONS)[number];
 
 function options(): { quick: boolean; reps: number; only: SectionName[]; render?: string } {
@@ -85,6 +87,7 @@ async function main(): Promise<void> {
     overhead: async () => void (results.overhead = await runOverhead(ctx)),
     perpacket: async () => void (results.perpacket = await runPerPacket(ctx)),
     controlplane: async () => void (results.controlplane = await runControlPlane(ctx)),
+    agent: async () => void (results.agent = await runAgent(ctx)),
   };
   for (const name of opts.only) {
     log(`section ${name}`);
