@@ -14,7 +14,7 @@ import { DataPlane } from '../kernel/dataplane.js';
 import { libbpfVersion } from '../kernel/libbpf.js';
 import type { DesiredBucket, DesiredState } from '../kernel/desired.js';
 import { ifNameToIndex } from '../kernel/libc.js';
-import { readPolicyText, parsePolicy, planPolicy, replanRule, validateOne, validatePolicy, type PolicyRule, type ValidPolicy } from '../policy/index.js';
+import { bucketsOfRule, readPolicyText, parsePolicy, planPolicy, replanRule, validateOne, validatePolicy, type PolicyRule, type ValidPolicy } from '../policy/index.js';
 import { InterfaceSync } from './interfaces.js';
 import { PS } from '../kernel/layout.js';
 import { isNoop, mirrorOf, reconcile, reconcileFrom, type KernelMirror, type WritePlan } from '../kernel/reconcile.js';
@@ -88,9 +88,10 @@ export function agentState(
   changed?: { previous: AgentState; rule: string },
 ): AgentState {
   if (changed) {
-    // One rule's limits changed (replanRule): only its entry differs.
-    const bucketsByRule = new Map(changed.previous.bucketsByRule);
-    bucketsByRule.set(changed.rule, desired.buckets.filter((b) => b.rule === changed.rule));
+    // One rule's limits changed (replanRule): only its entry differs. The map is handed on from the state
+    // it replaces (nothing reads a replaced state's buckets), so the change costs that rule, not a copy.
+    const bucketsByRule = changed.previous.bucketsByRule;
+    bucketsByRule.set(changed.rule, bucketsOfRule(desired, changed.rule));
     return { policy, desired, slots, bucketsByRule, hash, warnings };
   }
   const bucketsByRule = new Map<string, DesiredBucket[]>();

@@ -202,9 +202,11 @@ export function writeFileAtomic(path: string, text: string): void {
 export class RuleTexts {
   private constructor(
     readonly text: string,
-    /** Item i's text is text.slice(starts[i], ends[i]). */
-    private readonly starts: number[],
-    private readonly ends: number[],
+    /** Item i's text is text.slice(starts[i], ends[i]); typed arrays, so an edit copies them in bulk. */
+    private readonly starts: Int32Array,
+    private readonly ends: Int32Array,
+    /** Line (1-based) where each item starts. */
+    private readonly lines: Int32Array,
     /** Column of the items' "-". */
     private readonly indent: number,
   ) {}
@@ -214,8 +216,16 @@ export class RuleTexts {
     if (root?.kind !== 'map') return undefined;
     const rules = root.items.find((p) => p.key?.kind === 'scalar' && p.key.value === 'rules')?.value;
     if (rules?.kind !== 'seq' || !rules.spans || !rules.items.length || rules.items.some((i) => i?.kind !== 'map')) return undefined;
-    const { starts, ends } = rules.spans;
-    return new RuleTexts(text, starts, ends, rules.start - starts[0]!);
+    const starts = Int32Array.from(rules.spans.starts);
+    const lines = new Int32Array(starts.length);
+    let line = 1;
+    let from = 0;
+    starts.forEach((start, i) => {
+      line += newlines(text, from, start);
+      from = start;
+      lines[i] = line;
+    });
+    return new RuleTexts(text, starts, Int32Array.from(rules.spans.ends), lines, rules.start - starts[0]!);
   }
 
   get count(): number {
@@ -229,10 +239,7 @@ export class RuleTexts {
 
   /** Line (1-based) where rule `index` starts. */
   lineOf(index: number): number {
-    let line = 1;
-    const end = this.starts[index]!;
-    for (let nl = this.text.indexOf('\n'); nl >= 0 && nl < end; nl = this.text.indexOf('\n', nl + 1)) line++;
-    return line;
+    return this.lines[index]!;
   }
 
   /** The whole file with `item` as its only rule: validates one rule against the file's other sections. */
@@ -250,38 +257,53 @@ export class RuleTexts {
 
   /** A new RuleTexts with rule `index` replaced by `item` (or removed: undefined), or `item` appended (index = count). */
   with(index: number, item: string | undefined): RuleTexts {
-    const append = index === this.count;
-    let at = append ? this.ends[this.count - 1]! : this.starts[index]!;
+    const count = this.count;
+    const append = index === count;
+    let at = append ? this.ends[count - 1]! : this.starts[index]!;
     let before = this.text.slice(0, at);
     // A last rule without a newline at the end of the file: end its line before adding one.
     if (append && !before.endsWith('\n')) before += '\n';
     const shiftFrom = before.length - at;
     at = before.length;
-    const removed = append ? 0 : this.ends[index]! - this.starts[index]!;
     const added = item?.length ?? 0;
-    const text = before + (item ?? '') + this.text.slice(append ? this.ends[this.count - 1] : this.ends[index]);
-    const delta = added - removed;
-    const starts: number[] = [];
-    const ends: number[] = [];
-    for (let i = 0; i < this.count; i++) {
-      if (i === index && item === undefined) continue;
-      if (i < index) {
-        starts.push(this.starts[i]!);
-        ends.push(this.ends[i]! + (i === this.count - 1 ? shiftFrom : 0));
-      } else if (i === index) {
-        starts.push(at);
-        ends.push(at + added);
-      } else {
-        starts.push(this.starts[i]! + delta);
-        ends.push(this.ends[i]! + delta);
-      }
+    const text = before + (item ?? '') + this.text.slice(append ? this.ends[count - 1] : this.ends[index]);
+    const size = count + (append ? 1 : item === undefined ? -1 : 0);
+    const starts = new Int32Array(size);
+    const ends = new Int32Array(size);
+    const lines = new Int32Array(size);
+    starts.set(this.starts.subarray(0, index));
+    ends.set(this.ends.subarray(0, index));
+    lines.set(this.lines.subarray(0, index));
+    if (append) {
+      ends[count - 1]! += shiftFrom;
+      starts[count] = at;
+      ends[count] = at + added;
+      lines[count] = this.lines[count - 1]! + newlines(text, this.starts[count - 1]!, at);
+      return new RuleTexts(text, starts, ends, lines, this.indent);
     }
-    if (append && item !== undefined) {
-      starts.push(at);
-      ends.push(at + added);
+    const delta = added - (this.ends[index]! - this.starts[index]!);
+    const lineDelta = newlines(item ?? '', 0, added) - newlines(this.text, this.starts[index]!, this.ends[index]!);
+    let out = index;
+    if (item !== undefined) {
+      starts[out] = at;
+      ends[out] = at + added;
+      lines[out] = this.lines[index]!;
+      out++;
     }
-    return new RuleTexts(text, starts, ends, this.indent);
+    for (let i = index + 1; i < count; i++, out++) {
+      starts[out] = this.starts[i]! + delta;
+      ends[out] = this.ends[i]! + delta;
+      lines[out] = this.lines[i]! + lineDelta;
+    }
+    return new RuleTexts(text, starts, ends, lines, this.indent);
   }
+}
+
+/** Newlines in text[from, to). */
+function newlines(text: string, from: number, to: number): number {
+  let n = 0;
+  for (let nl = text.indexOf('\n', from); nl >= 0 && nl < to; nl = text.indexOf('\n', nl + 1)) n++;
+  return n;
 }
 
 /** Lines moved from indentation `from` to `to` (lines indented less lose only what they have). */

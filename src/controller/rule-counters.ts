@@ -79,7 +79,7 @@ const FEW_SLOTS = 64;
 export class RuleCounters {
   readonly sampler: RateSampler;
   private range: { dp: CounterAgent['dataPlane']; reader: CounterRangeReader } | undefined;
-  private indexed: { state: AgentState; index: SlotIndex } | undefined;
+  private indexed: { slots: AgentState['slots']; buckets: AgentState['bucketsByRule']; index: SlotIndex } | undefined;
   /** Full readings, WIDTH numbers per slot, kept across calls. */
   private all = new Float64Array(0);
   private readonly sum = new Float64Array(WIDTH);
@@ -238,11 +238,13 @@ export class RuleCounters {
   /**
    * The slots of every rule by direction, of every bucket by direction, and
    * one past the highest slot in use (slots are handed out lowest first):
-   * derived once per applied state, not at every read.
+   * derived once per slot assignment, not at every read. A change of limits
+   * keeps the slot map and the rule → buckets map (the very objects), so it
+   * does not rebuild this index of every rule.
    */
   private index(): SlotIndex {
     const state = this.agent.state;
-    if (this.indexed?.state === state) return this.indexed.index;
+    if (this.indexed?.slots === state.slots && this.indexed.buckets === state.bucketsByRule) return this.indexed.index;
     const { policy, slots, bucketsByRule } = state;
     const index: SlotIndex = { end: 0, byRule: new Map(), byDirection: { ingress: [], egress: [] } };
     for (const rule of policy.rules) {
@@ -258,7 +260,7 @@ export class RuleCounters {
       }
       index.byRule.set(rule.name, mine);
     }
-    this.indexed = { state, index };
+    this.indexed = { slots: state.slots, buckets: state.bucketsByRule, index };
     return index;
   }
 

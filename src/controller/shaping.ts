@@ -26,7 +26,9 @@ import { ForeignQdiscError } from '../errors.js';
 
 /** The HTB classes of every interface, by interface name (empty: nothing shaped there). */
 export function classPlan(desired: DesiredState, classes: Map<string, number>): Map<string, HtbClassSpec[]> {
-  const byKey = new Map<string, DesiredBucket>(desired.buckets.map((b) => [b.key, b]));
+  // Only shaped buckets have classes: a policing policy of 65,536 rules needs no index of its buckets.
+  const shaped = desired.interfaces.some((i) => i.shaped.length > 0);
+  const byKey = new Map<string, DesiredBucket>(shaped ? desired.buckets.filter((b) => b.mode === 'shape').map((b) => [b.key, b]) : []);
   const out = new Map<string, HtbClassSpec[]>();
   for (const iface of desired.interfaces) out.set(iface.name, classesOf(iface, byKey, classes));
   return out;

@@ -301,6 +301,8 @@ export interface KernelMirror {
   /** Key hash of every bucket in the kernel → its key (the hash is what a restart adopts slots by). */
   hashes: Map<bigint, string>;
   maxSlots: number;
+  /** The desired state these maps describe: a next state that shares its port ranges is diffed bucket by bucket. */
+  desired?: DesiredState;
 }
 
 /** Identity of a port range and of the bucket it leads to: equal keys mean equal ps_ports entries. */
@@ -339,6 +341,7 @@ export function mirrorOf(desired: DesiredState, plan: WritePlan, maxSlots: numbe
     classes: plan.classes,
     hashes: new Map(desired.buckets.map((b) => [bucketKeyHash(b.key), b.key])),
     maxSlots,
+    desired,
   };
 }
 
@@ -348,6 +351,49 @@ export function mirrorOf(desired: DesiredState, plan: WritePlan, maxSlots: numbe
  * state (same slots, classes and order), from the difference of the plans.
  */
 export function reconcileFrom(mirror: KernelMirror, desired: DesiredState): { plan: WritePlan; next: KernelMirror } {
+  return sameLayout(mirror, desired) ?? reconcileAll(mirror, desired);
+}
+
+/**
+ * The diff when only bucket values changed: the same port ranges (the very
+ * array: a replanned change of limits keeps it) and the same bucket keys in
+ * the same order. Buckets that are the same objects as before are skipped
+ * without a look, so a one-rule change costs a pass of pointer compares and
+ * the writes of that rule's buckets, not a rebuild of maps of every bucket
+ * and range. The mirror's maps are updated in place and handed on (the agent
+ * keeps only the newest mirror, and drops it when an apply fails).
+ * undefined when the layout changed: reconcileAll then diffs everything.
+ */
+function sameLayout(mirror: KernelMirror, desired: DesiredState): { plan: WritePlan; next: KernelMirror } | undefined {
+  const before = mirror.desired;
+  if (!before || before.ports !== desired.ports || before.buckets.length !== desired.buckets.length) return undefined;
+  const changed: DesiredBucket[] = [];
+  for (let i = 0; i < desired.buckets.length; i++) {
+    const now = desired.buckets[i]!;
+    const was = before.buckets[i]!;
+    if (now === was) continue;
+    if (now.key !== was.key || (now.mode === 'shape') !== (was.mode === 'shape')) return undefined;
+    changed.push(now);
+  }
+  const rules: RuleWrite[] = [];
+  const clientCfg: { slot: number; cfg: PsClientCfg }[] = [];
+  const clientCfgRemove: number[] = [];
+  for (const bucket of changed) {
+    const previous = mirror.buckets.get(bucket.key)!;
+    const slot = mirror.slots.get(bucket.key)!;
+    if (!sameBucket(previous, bucket)) rules.push({ slot, rule: ruleValue(bucket, bucketKeyHash(bucket.key), mirror.classes.get(bucket.key)), fresh: false });
+    const cfg = clientCfgValue(bucket);
+    if (cfg && !sameClient(previous.client, bucket.client)) clientCfg.push({ slot, cfg });
+    if (!cfg && previous.client) clientCfgRemove.push(slot);
+    mirror.buckets.set(bucket.key, bucket);
+  }
+  clientCfgRemove.sort((a, b) => a - b);
+  const none = new Uint32Array(0);
+  const plan: WritePlan = { rules, portIndexes: none, portSlots: none, release: [], slots: mirror.slots, classes: mirror.classes, clientCfg, clientCfgRemove };
+  return { plan, next: { ...mirror, desired } };
+}
+
+function reconcileAll(mirror: KernelMirror, desired: DesiredState): { plan: WritePlan; next: KernelMirror } {
   const buckets = new Map<string, DesiredBucket>();
   const slots = new Map<string, number>();
   const fresh: DesiredBucket[] = [];
@@ -475,5 +521,5 @@ export function reconcileFrom(mirror: KernelMirror, desired: DesiredState): { pl
   clientCfgRemove.sort((a, b) => a - b);
 
   const plan = { rules, portIndexes, portSlots, release, slots, classes, clientCfg, clientCfgRemove };
-  return { plan, next: { buckets, ranges, slots, classes, hashes, maxSlots: mirror.maxSlots } };
+  return { plan, next: { buckets, ranges, slots, classes, hashes, maxSlots: mirror.maxSlots, desired } };
 }

@@ -5,7 +5,7 @@
  */
 export { loadPolicyFile, readPolicyText } from './load.js';
 export { parsePolicy, type ParsedPolicy, type Position } from './parse.js';
-export { planPolicy, replanRule } from './plan.js';
+export { bucketsOfRule, planPolicy, replanRule } from './plan.js';
 export { bucketCount, RuleIndex, validateOne } from './incremental.js';
 export { policyJsonSchema } from './schema.js';
 export type { ApiSettings, MetricsSettings, PolicyEnv, PolicyInterface, PolicyRule, RuleDirection, RuleProtocol, ValidPolicy } from './types.js';

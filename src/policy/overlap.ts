@@ -44,10 +44,14 @@ export function findOverlaps(
   claims: readonly (PortClaim | undefined)[],
   ruleSets: readonly (readonly number[])[]): Overlap[] {
   const found = new Map<number, Overlap>();
-  // owners[table << 16 | port]: 1 + index of the first rule claiming the port; 0 = free.
-  const owners = new Int32Array(TABLES * PORTS);
+  // owners[table << 16 | port]: 1 + index of the first rule claiming the port; 0 = free. A table of every
+  // port (2 MiB) for large policies; a map when few ports are claimed (one rule validated alone for an API
+  // write must not pay for clearing 2 MiB).
+  let cells = 0;
+  for (const claim of claims) if (claim) cells += (claim.to - claim.from + 1) * claim.directions.length * claim.protocols.length;
+  const owners = cells > 4096 ? denseOwners() : sparseOwners();
   ruleSets.forEach((rules, profile) => {
-    owners.fill(0);
+    owners.clear();
     for (const rule of rules) {
       const claim = claims[rule];
       if (claim === undefined) continue;
@@ -55,9 +59,9 @@ export function findOverlaps(
         for (const protocol of claim.protocols) {
           const base = tableOf(direction, protocol, claim.side) * PORTS;
           for (let port = claim.from; port <= claim.to; port++) {
-            const owner = (owners[base + port] ?? 0) - 1;
+            const owner = owners.get(base + port) - 1;
             if (owner < 0) {
-              owners[base + port] = rule + 1;
+              owners.set(base + port, rule + 1);
               continue;
             }
             const known = found.get(rule);
@@ -74,4 +78,21 @@ export function findOverlaps(
 
 function tableOf(direction: Direction, protocol: Protocol, side: Side): number {
   return (DIRECTIONS.indexOf(direction) * PROTOCOLS.length + PROTOCOLS.indexOf(protocol)) * SIDES.length + SIDES.indexOf(side);
+}
+
+/** Who claims each port cell: 1 + rule index, 0 when free. */
+interface Owners {
+  get(cell: number): number;
+  set(cell: number, owner: number): void;
+  clear(): void;
+}
+
+function denseOwners(): Owners {
+  const table = new Int32Array(TABLES * PORTS);
+  return { get: (cell) => table[cell]!, set: (cell, owner) => void (table[cell] = owner), clear: () => table.fill(0) };
+}
+
+function sparseOwners(): Owners {
+  const cells = new Map<number, number>();
+  return { get: (cell) => cells.get(cell) ?? 0, set: (cell, owner) => void cells.set(cell, owner), clear: () => cells.clear() };
 }

@@ -119,19 +119,31 @@ export function replanRule(previous: DesiredState, before: PolicyRule, after: Po
   if (!same) return undefined;
   const fresh: DesiredBucket[] = [];
   pushBuckets(fresh, after);
-  // Buckets are sorted by rule name: binary search for the first of this rule's.
   const list = previous.buckets;
-  let lo = 0;
-  let hi = list.length;
-  while (lo < hi) {
-    const mid = (lo + hi) >> 1;
-    if (compareText(list[mid]!.rule, after.name) < 0) lo = mid + 1;
-    else hi = mid;
-  }
+  const lo = firstBucketOf(list, after.name);
   for (let i = 0; i < fresh.length; i++) if (list[lo + i]?.key !== fresh[i]!.key) return undefined;
   const buckets = list.slice();
   for (let i = 0; i < fresh.length; i++) buckets[lo + i] = fresh[i]!;
   return { buckets, ports: previous.ports, interfaces: previous.interfaces };
+}
+
+/** Buckets are sorted by rule name: the index of the first of this rule's (binary search). */
+function firstBucketOf(list: readonly DesiredBucket[], rule: string): number {
+  let lo = 0;
+  let hi = list.length;
+  while (lo < hi) {
+    const mid = (lo + hi) >> 1;
+    if (compareText(list[mid]!.rule, rule) < 0) lo = mid + 1;
+    else hi = mid;
+  }
+  return lo;
+}
+
+/** The buckets of one rule in a plan, at the cost of a binary search and that rule's buckets. */
+export function bucketsOfRule(desired: DesiredState, rule: string): DesiredBucket[] {
+  const out: DesiredBucket[] = [];
+  for (let i = firstBucketOf(desired.buckets, rule); desired.buckets[i]?.rule === rule; i++) out.push(desired.buckets[i]!);
+  return out;
 }
 
 /** Whether the rule's egress bucket shapes (and so needs an HTB class and sits in an interface's shaped list). */

@@ -207,6 +207,40 @@ describe('reconcileFrom (incremental, against the mirror of the previous plan)',
     }
   });
 
+  it('gives the same plan when only bucket values change and the port ranges are the same array (a replanned change of limits)', () => {
+    const next = random(2);
+    let kernel = empty();
+    let desired = desiredFrom(randomRules(next));
+    let mirror = mirrorOf(desired, reconcile(desired, kernel), kernel.maxSlots);
+    kernel = applied(kernel, reconcile(desired, kernel));
+    for (let step = 0; step < 200; step++) {
+      // Every tenth step a new rule set (the general diff); otherwise some buckets' values change in place.
+      const changed =
+        step % 10 === 9
+          ? desiredFrom(randomRules(next))
+          : {
+              ...desired,
+              buckets: desired.buckets.map((b) => {
+                if (next() > 0.3) return b;
+                const client = next() < 0.5 ? undefined : { ...CLIENT, rateBps: next() < 0.5 ? 1e6 : 3e6 };
+                return { ...b, rateBps: next() < 0.5 ? 5e6 : 7e6, pktCostNs: next() < 0.5 ? 0 : 3e6, ...(client ? { client } : { client: undefined }) };
+              }),
+            };
+      const full = reconcile(changed, kernel);
+      const { plan, next: after } = reconcileFrom(mirror, changed);
+      expect(plan.rules, `step ${step}: rule writes`).toEqual(full.rules);
+      expect([...plan.portIndexes], `step ${step}: port indexes`).toEqual([...full.portIndexes]);
+      expect(plan.release, `step ${step}: released slots`).toEqual(full.release);
+      expect(plan.slots, `step ${step}: slots`).toEqual(full.slots);
+      expect(plan.classes, `step ${step}: classes`).toEqual(full.classes);
+      expect(plan.clientCfg, `step ${step}: per-client limits`).toEqual(full.clientCfg);
+      expect(plan.clientCfgRemove, `step ${step}: per-client limits removed`).toEqual(full.clientCfgRemove);
+      kernel = applied(kernel, full);
+      mirror = after;
+      desired = changed;
+    }
+  });
+
   it('changes only the changed rule among 65,536, without building the port table', () => {
     const rules: TestRule[] = Array.from({ length: 65_536 }, (_, i) => ({
       name: `r${i}`,

@@ -67,6 +67,10 @@ describe('one-rule API writes at the cost of the rule', () => {
       const full = validatePolicy(parsePolicy(text, path), env);
       expect(full.diagnostics, text).toEqual([]);
       expect(withoutLines(agent.state.policy.rules)).toEqual(withoutLines(full.policy!.rules));
+      // The rule a write validated alone still gets its own line in the file.
+      const edited = op === 2 ? `new${step}` : name;
+      const line = (rules: readonly PolicyRule[]) => rules.find((r) => r.name === edited)?.line;
+      expect(line(agent.state.policy.rules), `line of ${edited}`).toBe(line(full.policy!.rules));
       expect(text.startsWith('# a policy\ninterfaces: [eth0]\n') && text.endsWith('# the end\n')).toBe(true);
     }
     expect(outcomes.ok).toBeGreaterThan(60);
