@@ -4,7 +4,7 @@
  * Edits go through the yaml Document API, so comments, key order and the
  * formatting of untouched rules survive; the file is replaced atomically.
  */
-import { closeSync, fsyncSync, openSync, readdirSync, renameSync, statSync, unlinkSync, writeSync } from 'node:fs';
+import { closeSync, fsyncSync, openSync, readdirSync, renameSync, statSync, unlinkSync, writeFileSync } from 'node:fs';
 import { basename, dirname, join } from 'node:path';
 import { Document, isMap, isScalar, isSeq, parseDocument, type ToStringOptions, type YAMLMap } from 'yaml';
 import { parseFast } from '../policy/fast-yaml.js';
@@ -158,7 +158,7 @@ function escapeRegExp(text: string): string {
  * rename it over the target, fsync the directory (the rename itself).
  * The file keeps its permission bits.
  */
-export function writeFileAtomic(path: string, text: string): void {
+export function writeFileAtomic(path: string, text: string | Buffer): void {
   const dir = dirname(path);
   const tmp = join(dir, `.${basename(path)}.${process.pid}.tmp`);
   let mode = 0o644;
@@ -169,7 +169,7 @@ export function writeFileAtomic(path: string, text: string): void {
   }
   const fd = openSync(tmp, 'w', mode);
   try {
-    writeSync(fd, text);
+    writeFileSync(fd, text);
     fsyncSync(fd);
   } catch (err) {
     closeSync(fd);
@@ -200,9 +200,12 @@ export function writeFileAtomic(path: string, text: string): void {
  * RuleTexts: their edits go through the whole document (editRuleText above).
  */
 export class RuleTexts {
+  private decoded: string | undefined;
+
   private constructor(
-    readonly text: string,
-    /** Item i's text is text.slice(starts[i], ends[i]); typed arrays, so an edit copies them in bulk. */
+    /** The file's bytes: an edit copies them in bulk instead of building (and flattening) a 5 MiB string. */
+    readonly bytes: Buffer,
+    /** Item i's bytes are bytes[starts[i], ends[i]). */
     private readonly starts: Int32Array,
     private readonly ends: Int32Array,
     /** Line (1-based) where each item starts. */
@@ -216,16 +219,26 @@ export class RuleTexts {
     if (root?.kind !== 'map') return undefined;
     const rules = root.items.find((p) => p.key?.kind === 'scalar' && p.key.value === 'rules')?.value;
     if (rules?.kind !== 'seq' || !rules.spans || !rules.items.length || rules.items.some((i) => i?.kind !== 'map')) return undefined;
-    const starts = Int32Array.from(rules.spans.starts);
+    const bytes = Buffer.from(text, 'utf8');
+    const toByte = byteOffsets(text, bytes.length);
+    const starts = Int32Array.from(rules.spans.starts, toByte);
+    const ends = Int32Array.from(rules.spans.ends, toByte);
     const lines = new Int32Array(starts.length);
     let line = 1;
     let from = 0;
     starts.forEach((start, i) => {
-      line += newlines(text, from, start);
+      line += newlines(bytes, from, start);
       from = start;
       lines[i] = line;
     });
-    return new RuleTexts(text, starts, Int32Array.from(rules.spans.ends), lines, rules.start - starts[0]!);
+    const texts = new RuleTexts(bytes, starts, ends, lines, rules.start - rules.spans.starts[0]!);
+    texts.decoded = text;
+    return texts;
+  }
+
+  /** The whole file as text (decoded on first use). */
+  get text(): string {
+    return (this.decoded ??= this.bytes.toString('utf8'));
   }
 
   get count(): number {
@@ -234,7 +247,7 @@ export class RuleTexts {
 
   /** The lines of rule `index`. */
   item(index: number): string {
-    return this.text.slice(this.starts[index], this.ends[index]);
+    return this.bytes.toString('utf8', this.starts[index], this.ends[index]);
   }
 
   /** Line (1-based) where rule `index` starts. */
@@ -244,7 +257,7 @@ export class RuleTexts {
 
   /** The whole file with `item` as its only rule: validates one rule against the file's other sections. */
   alone(item: string): string {
-    return this.text.slice(0, this.starts[0]) + item + this.text.slice(this.ends[this.ends.length - 1]);
+    return this.bytes.toString('utf8', 0, this.starts[0]) + item + this.bytes.toString('utf8', this.ends[this.count - 1]);
   }
 
   /** Rule `index` edited like putRuleText/patchRuleText, as the new lines of that rule. */
@@ -259,14 +272,13 @@ export class RuleTexts {
   with(index: number, item: string | undefined): RuleTexts {
     const count = this.count;
     const append = index === count;
-    let at = append ? this.ends[count - 1]! : this.starts[index]!;
-    let before = this.text.slice(0, at);
+    const at = append ? this.ends[count - 1]! : this.starts[index]!;
+    const tail = append ? this.ends[count - 1]! : this.ends[index]!;
     // A last rule without a newline at the end of the file: end its line before adding one.
-    if (append && !before.endsWith('\n')) before += '\n';
-    const shiftFrom = before.length - at;
-    at = before.length;
-    const added = item?.length ?? 0;
-    const text = before + (item ?? '') + this.text.slice(append ? this.ends[count - 1] : this.ends[index]);
+    const newline = append && this.bytes[at - 1] !== 0x0a ? Buffer.from('\n') : Buffer.alloc(0);
+    const added = Buffer.from(item ?? '', 'utf8');
+    const bytes = Buffer.concat([this.bytes.subarray(0, at), newline, added, this.bytes.subarray(tail)]);
+    const start = at + newline.length;
     const size = count + (append ? 1 : item === undefined ? -1 : 0);
     const starts = new Int32Array(size);
     const ends = new Int32Array(size);
@@ -275,18 +287,18 @@ export class RuleTexts {
     ends.set(this.ends.subarray(0, index));
     lines.set(this.lines.subarray(0, index));
     if (append) {
-      ends[count - 1]! += shiftFrom;
-      starts[count] = at;
-      ends[count] = at + added;
-      lines[count] = this.lines[count - 1]! + newlines(text, this.starts[count - 1]!, at);
-      return new RuleTexts(text, starts, ends, lines, this.indent);
+      ends[count - 1]! += newline.length;
+      starts[count] = start;
+      ends[count] = start + added.length;
+      lines[count] = this.lines[count - 1]! + newlines(bytes, this.starts[count - 1]!, start);
+      return new RuleTexts(bytes, starts, ends, lines, this.indent);
     }
-    const delta = added - (this.ends[index]! - this.starts[index]!);
-    const lineDelta = newlines(item ?? '', 0, added) - newlines(this.text, this.starts[index]!, this.ends[index]!);
+    const delta = added.length - (tail - at);
+    const lineDelta = newlines(added, 0, added.length) - newlines(this.bytes, at, tail);
     let out = index;
     if (item !== undefined) {
-      starts[out] = at;
-      ends[out] = at + added;
+      starts[out] = start;
+      ends[out] = start + added.length;
       lines[out] = this.lines[index]!;
       out++;
     }
@@ -295,14 +307,36 @@ export class RuleTexts {
       ends[out] = this.ends[i]! + delta;
       lines[out] = this.lines[i]! + lineDelta;
     }
-    return new RuleTexts(text, starts, ends, lines, this.indent);
+    return new RuleTexts(bytes, starts, ends, lines, this.indent);
   }
 }
 
-/** Newlines in text[from, to). */
-function newlines(text: string, from: number, to: number): number {
+/**
+ * char offset → UTF-8 byte offset in text, for ascending offsets (one pass
+ * over the text for all of them; the identity for ASCII text).
+ */
+function byteOffsets(text: string, byteLength: number): (offset: number) => number {
+  if (byteLength === text.length) return (offset) => offset;
+  let char = 0;
+  let byte = 0;
+  return (offset) => {
+    if (offset < char) {
+      char = 0;
+      byte = 0;
+    }
+    for (; char < offset; char++) {
+      const c = text.charCodeAt(char);
+      // A surrogate pair is 4 bytes: 2 counted for each half.
+      byte += c < 0x80 ? 1 : c < 0x800 || (c >= 0xd800 && c <= 0xdfff) ? 2 : 3;
+    }
+    return byte;
+  };
+}
+
+/** Newlines in bytes[from, to). */
+function newlines(bytes: Buffer, from: number, to: number): number {
   let n = 0;
-  for (let nl = text.indexOf('\n', from); nl >= 0 && nl < to; nl = text.indexOf('\n', nl + 1)) n++;
+  for (let nl = bytes.indexOf(0x0a, from); nl >= 0 && nl < to; nl = bytes.indexOf(0x0a, nl + 1)) n++;
   return n;
 }
 

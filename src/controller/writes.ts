@@ -27,7 +27,8 @@ import { isKubeletManaged, readOnlyReason } from './source.js';
 
 /** The policy a write edits: its text, the policy it validates to, and where its rules' lines are (when known). */
 export interface EditBase {
-  text: string;
+  /** The file's text (for a splice, decoded only if an edit asks: 5 MiB of text is not free to build). */
+  text(): string;
   policy: ValidPolicy;
   warnings: Diagnostic[];
   /** undefined: the rules are not a plain block list (edits go through the whole document). */
@@ -40,7 +41,7 @@ export interface EditBase {
  * lines with `item` (undefined: removed it; index = count: appended), so it
  * can be validated at the cost of that rule.
  */
-export type Edit = (base: EditBase) => { text: string; index?: number; spliced?: { index: number; item?: string; rules: RuleTexts } };
+export type Edit = (base: EditBase) => { text: string; index?: number } | { index?: number; spliced: { index: number; item?: string; rules: RuleTexts } };
 
 /** What the batch an accepted write joined did. */
 export interface WriteOutcome {
@@ -65,7 +66,7 @@ interface PendingWrite {
 export class PolicyWriter {
   private pending: PendingWrite[] = [];
   /** The file as this writer last wrote it (rules: null when they are not a block list). */
-  private file: { path: string; text: string; hash: string; id: string; rules?: RuleTexts | null } | undefined;
+  private file: { path: string; text: () => string; hash: string; id: string; rules?: RuleTexts | null } | undefined;
   /** Port owners and totals of the policy a splice is checked against (rebuilt when that policy is not the base). */
   private index: RuleIndex | undefined;
   /** API settings the agent started with (a change in the file takes effect at the next start). */
@@ -88,9 +89,9 @@ export class PolicyWriter {
       if (rules) {
         const item = rules.edited(index, (mini, i) => putRuleText(mini, i, name, fields));
         const next = rules.with(at, item);
-        return { text: next.text, index: at, spliced: { index: at, item, rules: next } };
+        return { index: at, spliced: { index: at, item, rules: next } };
       }
-      return { text: putRuleText(text, index, name, fields), index: at };
+      return { text: putRuleText(text(), index, name, fields), index: at };
     });
     return { created };
   }
@@ -103,9 +104,9 @@ export class PolicyWriter {
       if (rules) {
         const item = rules.edited(index, (mini, i) => patchRuleText(mini, i!, name, patch));
         const next = rules.with(index, item);
-        return { text: next.text, index, spliced: { index, item, rules: next } };
+        return { index, spliced: { index, item, rules: next } };
       }
-      return { text: patchRuleText(text, index, name, patch), index };
+      return { text: patchRuleText(text(), index, name, patch), index };
     });
   }
 
@@ -116,9 +117,9 @@ export class PolicyWriter {
       if (index === undefined) throw new RuleNotFoundError(name);
       if (rules && rules.count > 1) {
         const next = rules.with(index, undefined);
-        return { text: next.text, spliced: { index, rules: next } };
+        return { spliced: { index, rules: next } };
       }
-      return { text: deleteRuleText(text, index) };
+      return { text: deleteRuleText(text(), index) };
     });
   }
 
@@ -165,17 +166,19 @@ export class PolicyWriter {
       try {
         const next = w.edit(current);
         let change: RuleChange | undefined;
-        let validated = next.spliced ? this.validateSplice(current, next.spliced) : undefined;
+        const spliced = 'spliced' in next ? next.spliced : undefined;
+        const text = 'spliced' in next ? () => next.spliced.rules.text : () => next.text;
+        let validated = spliced ? this.validateSplice(current, spliced) : undefined;
         if (validated) change = validated.change;
         else {
           try {
-            const full = this.agent.validateText(next.text);
+            const full = this.agent.validateText(text());
             validated = { policy: full.policy, warnings: full.warnings };
           } catch (err) {
             throw err instanceof PolicyError ? changeError(err.diagnostics, next.index) : err;
           }
         }
-        current = { text: next.text, policy: validated.policy, warnings: validated.warnings, ...(next.spliced ? { rules: next.spliced.rules } : {}) };
+        current = { text, policy: validated.policy, warnings: validated.warnings, ...(spliced ? { rules: spliced.rules } : {}) };
         accepted.push(w);
         changes.push(change);
       } catch (err) {
@@ -186,15 +189,17 @@ export class PolicyWriter {
     const requests = accepted.map((w) => w.requestId);
     const why = `API ${accepted.map((w) => w.reason).join(', ')}`;
     const previous = this.agent.state;
-    const { text, policy, warnings } = current;
+    const { policy, warnings } = current;
+    // A splice is hashed and written from its bytes; whole-document edits from their text.
+    const data = current.rules?.bytes ?? current.text();
     let result: ApplyResult;
     try {
       // A batch of one limit change is planned at the cost of that rule; anything else in full.
       const change = changes.length === 1 ? changes[0] : undefined;
-      const hash = hashText(text);
+      const hash = hashText(data);
       result = this.agent.applyPolicy(policy, hash, why, { warnings, ...(change ? { change } : {}) });
-      writeFileAtomic(path, text);
-      this.file = { path, text, hash, id: fileId(path), ...(current.rules ? { rules: current.rules } : {}) };
+      writeFileAtomic(path, data);
+      this.file = { path, text: current.text, hash, id: fileId(path), ...(current.rules ? { rules: current.rules } : {}) };
     } catch (err) {
       this.file = undefined;
       this.index = undefined;
@@ -250,7 +255,7 @@ export class PolicyWriter {
     const state = this.agent.state;
     const known = this.file;
     if (known && known.path === path && known.hash === state.hash && known.id === fileId(path)) {
-      if (known.rules === undefined) known.rules = RuleTexts.of(known.text) ?? null;
+      if (known.rules === undefined) known.rules = RuleTexts.of(known.text()) ?? null;
       return { text: known.text, policy: state.policy, warnings: state.warnings, ...(known.rules ? { rules: known.rules } : {}) };
     }
     const id = fileId(path);
@@ -258,13 +263,13 @@ export class PolicyWriter {
     const hash = hashText(text);
     if (hash === state.hash) {
       const rules = RuleTexts.of(text);
-      this.file = { path, text, hash, id, rules: rules ?? null };
-      return { text, policy: state.policy, warnings: state.warnings, ...(rules ? { rules } : {}) };
+      this.file = { path, text: () => text, hash, id, rules: rules ?? null };
+      return { text: () => text, policy: state.policy, warnings: state.warnings, ...(rules ? { rules } : {}) };
     }
     try {
       const { policy, warnings } = this.agent.validateText(text);
       const rules = RuleTexts.of(text);
-      return { text, policy, warnings, ...(rules ? { rules } : {}) };
+      return { text: () => text, policy, warnings, ...(rules ? { rules } : {}) };
     } catch (err) {
       if (err instanceof PolicyError) throw new PolicyFileInvalidError(path, err.diagnostics);
       throw err;

@@ -69,7 +69,11 @@ export interface PolicyRule {
   interfaces?: string[];
   /** One bucket per port of the range instead of one for the whole range. */
   perPort: boolean;
-  /** Line of the rule in the policy file, for messages. */
+  /**
+   * Line of the rule in the policy file, for validation messages. After API
+   * writes that add or remove lines above it, a rule keeps the line it was
+   * validated at (nothing reads it after validation).
+   */
   line: number;
 }
 

@@ -95,6 +95,27 @@ describe('one-rule API writes at the cost of the rule', () => {
     );
   });
 
+  it('splices by bytes in a file with characters outside ASCII before and inside the rules', async () => {
+    const path = join(dir, 'unicode.yaml');
+    const original = '# politique — débit par port 🚦\ninterfaces: [eth0]\nrules:\n  - {name: a, port: 1, rate: 1mbit}  # café\n  - name: b  # ünïcode\n    port: 2\n    rate: 2mbit\n  - {name: c, port: 3, rate: 3mbit}\n';
+    writeFileSync(path, original);
+    const { agent } = standIn(path);
+    const writer = new PolicyWriter(agent as unknown as Agent, pino({ level: 'silent' }));
+    await writer.patchRule('b', { rate: '5mbit' }, 'a');
+    await writer.patchRule('c', { rate: '6mbit' }, 'b');
+    await writer.deleteRule('a', 'c');
+    await writer.putRule('d', { port: 4, rate: '7mbit' }, 'd');
+    const text = readFileSync(path, 'utf8');
+    expect(text).toBe('# politique — débit par port 🚦\ninterfaces: [eth0]\nrules:\n  - name: b # ünïcode\n    port: 2\n    rate: 5mbit\n  - { name: c, port: 3, rate: 6mbit }\n  - name: d\n    port: 4\n    rate: 7mbit\n');
+    expect(agent.state.policy.rules.map((r) => [r.name, r.rateBps])).toEqual([
+      ['b', 5e6],
+      ['c', 6e6],
+      ['d', 7e6],
+    ]);
+    // The rule a write validated gets its line in the file as written (rules after a removed one keep theirs).
+    expect(agent.state.policy.rules[2]!.line).toBe(8);
+  });
+
   it('replanRule gives planPolicy\'s plan for a change of limits, and declines any other change', () => {
     const policy = validatePolicy(parsePolicy(policyFile(30), 'p.yaml'), env).policy!;
     const plan = planPolicy(policy);
