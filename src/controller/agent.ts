@@ -125,7 +125,11 @@ export function enforce(dp: DataPlane, ifaces: InterfaceSync, desired: DesiredSt
   }
   const classes = classPlan(desired, plan.classes);
   ifaces.prepareShaping(desired.interfaces, classes);
-  applyPlan(dp, plan);
+  try {
+    applyPlan(dp, plan);
+  } finally {
+    dp.releaseViews();
+  }
   ifaces.sync(desired.interfaces, classes, force);
   return { ...plan, mirror: next };
 }

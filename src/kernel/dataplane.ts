@@ -57,11 +57,8 @@ export class DataPlane {
   /** ps_clients (24-byte keys): read with readClients() in counters.ts. */
   readonly clientsFd: number;
   readonly cpus: number;
-  /** ps_ports mapped into memory: element i is at [2 * i] (array elements are 8-byte aligned). */
-  readonly portsView: Uint32Array;
-  /** ps_rules mapped into memory (read-only use: writes go through syscalls). */
-  readonly rulesView: Buffer;
-  private readonly mappings: MappedMap[];
+  /** The two tables mapped into memory while an apply uses them (see releaseViews). */
+  private mapped: { ports: MappedMap; rules: MappedMap; portsView: Uint32Array; rulesView: Buffer } | undefined;
   private closed = false;
 
   private constructor(
@@ -79,11 +76,39 @@ export class DataPlane {
       U32_MAP_NAMES.map((name) => [name, new U32Map(mapFd(findMap(obj, name)), { name, ...MAP_SPECS[name], cpus: this.cpus })]),
     ) as Record<U32MapName, U32Map>;
     this.clientsFd = mapFd(findMap(obj, 'ps_clients'));
-    const ports = mmapMap(this.maps.ps_ports.fd, PORT_ELEM * PS.PS_PORT_TABLE_SIZE, 'ps_ports');
-    const rules = mmapMap(this.maps.ps_rules.fd, roundUp8(psRule.size) * PS.PS_MAX_SLOTS, 'ps_rules');
-    this.mappings = [ports, rules];
-    this.portsView = new Uint32Array(ports.buffer);
-    this.rulesView = Buffer.from(rules.buffer);
+  }
+
+  /** ps_ports mapped into memory: element i is at [2 * i] (array elements are 8-byte aligned). Mapped on first use. */
+  get portsView(): Uint32Array {
+    return this.views().portsView;
+  }
+
+  /** ps_rules mapped into memory (read-only use: writes go through syscalls). Mapped on first use. */
+  get rulesView(): Buffer {
+    return this.views().rulesView;
+  }
+
+  /**
+   * Unmap the tables until the next use. The kernel inserts every page of a
+   * BPF array at mmap, so mapped they count ~40 MiB in the agent's RSS for
+   * memory the kernel holds anyway; only the first apply after adoption (a
+   * snapshot) and port writes need them. No view read before may be used after.
+   */
+  releaseViews(): void {
+    if (!this.mapped) return;
+    this.mapped.ports.unmap();
+    this.mapped.rules.unmap();
+    this.mapped = undefined;
+  }
+
+  private views(): NonNullable<DataPlane['mapped']> {
+    this.assertOpen();
+    if (!this.mapped) {
+      const ports = mmapMap(this.maps.ps_ports.fd, PORT_ELEM * PS.PS_PORT_TABLE_SIZE, 'ps_ports');
+      const rules = mmapMap(this.maps.ps_rules.fd, roundUp8(psRule.size) * PS.PS_MAX_SLOTS, 'ps_rules');
+      this.mapped = { ports, rules, portsView: new Uint32Array(ports.buffer), rulesView: Buffer.from(rules.buffer) };
+    }
+    return this.mapped;
   }
 
   /**
@@ -235,8 +260,8 @@ export class DataPlane {
   /** Close our fds. Pins and tc filters keep the data plane enforcing. */
   close(): void {
     if (this.closed) return;
+    this.releaseViews();
     this.closed = true;
-    for (const m of this.mappings) m.unmap();
     closeObject(this.obj);
   }
 }

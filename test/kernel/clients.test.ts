@@ -159,7 +159,11 @@ describeKernel('a full client table', () => {
     console.info(`client table of 1024: ${added} clients added, ${live} alive, ${Number(added) - live} evicted`);
     expect(live).toBeLessThanOrEqual(1024);
     expect(added).toBe(4096n);
-    expect(t.dp.testRun('ingress', frame(1), ctx).retval, 'client 1 was forgotten: full bucket again').toBe(PASS);
-    expect(readCounters(t.dp, [slot]).get(slot)!.new_clients, 'and counted as added again').toBe(4097n);
+    // The kernel's LRU is approximate (per-CPU free lists; the test process may move between CPUs), so
+    // judge the oldest clients as a group: most were forgotten and start again with a full bucket.
+    const returning = Array.from({ length: 100 }, (_, i) => t.dp.testRun('ingress', frame(i + 1), ctx).retval);
+    const forgotten = returning.filter((r) => r === PASS).length;
+    expect(forgotten, 'the oldest clients were forgotten: full bucket again').toBeGreaterThan(50);
+    expect(readCounters(t.dp, [slot]).get(slot)!.new_clients, 'and counted as added again').toBe(4096n + BigInt(forgotten));
   });
 });
