@@ -7,9 +7,9 @@
  * counters.
  */
 import { applyPlan } from '../../src/kernel/apply.js';
-import { readCounters } from '../../src/kernel/counters.js';
+import { CounterRangeReader } from '../../src/kernel/counters.js';
 import type { DesiredState } from '../../src/kernel/desired.js';
-import { PS } from '../../src/kernel/layout.js';
+import { PS, psCounters } from '../../src/kernel/layout.js';
 import { mirrorOf, reconcileFrom, type KernelMirror } from '../../src/kernel/reconcile.js';
 import { parsePolicy, planPolicy, validatePolicy, type ValidPolicy } from '../../src/policy/index.js';
 import { ensureClsact, nsExec, run } from '../../test/helpers/net.js';
@@ -101,8 +101,13 @@ export async function runControlPlane(ctx: BenchContext): Promise<ControlPlaneRe
   };
 }
 
+/** Every counter field, in the order ps_counters holds them. */
+const COUNTER_FIELDS = psCounters.fields.map((f) => f.offset);
+
 function operations(ctx: BenchContext): Operation[] {
   const { sender } = ends(ctx.topo);
+  const counterReader = new CounterRangeReader(ctx.dp);
+  let counterOut: Float64Array | undefined;
   const env = { interfaceExists: () => true };
   let yaml = '';
   let valid: ValidPolicy | undefined;
@@ -214,14 +219,16 @@ function operations(ctx: BenchContext): Operation[] {
     },
     {
       id: 'portshaper read counters',
-      description: 'portshaper: readCounters over every rule slot (batch lookups, per-CPU values summed)',
+      description: 'portshaper: every rule slot\'s 12 counter fields, read the way the agent reads them (CounterRangeReader: batch lookups into kept buffers, per-CPU values summed)',
       async prepare(rules) {
         clearRules(ctx.dp);
         applyPolicy(validate(policyText(rules)));
       },
       async timed() {
-        const got = readCounters(ctx.dp, slots);
-        if (got.size !== slots.length) throw new Error(`read ${got.size} counters for ${slots.length} slots`);
+        const end = slots.reduce((m, s) => Math.max(m, s), 0) + 1;
+        const out = (counterOut = counterOut && counterOut.length >= end * COUNTER_FIELDS.length ? counterOut : new Float64Array(end * COUNTER_FIELDS.length));
+        const got = counterReader.read(0, end, COUNTER_FIELDS, out);
+        if (got < end) throw new Error(`read ${got} counter slots of ${end}`);
       },
       async undo() {
         clearRules(ctx.dp);
