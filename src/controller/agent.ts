@@ -298,7 +298,7 @@ export class Agent {
    * the watcher's reload then finds the hash in force and does nothing.
    * Call inside serialize().
    */
-  applyPolicy(policy: ValidPolicy, hash: string, reason: string, extra: ApplyExtra = {}): ApplyResult {
+  applyPolicy(policy: ValidPolicy, hash: string | (() => string), reason: string, extra: ApplyExtra = {}): ApplyResult {
     const result = this.apply(policy, hash, false, reason, this.source, extra);
     // The service only writes over a file that validates: what is on disk is in force again.
     this.lastReloadSuccessful = true;
@@ -320,7 +320,8 @@ export class Agent {
     return validateOne(text, this.policyPath, policyEnv)?.rule;
   }
 
-  private apply(policy: ValidPolicy, hash: string, force: boolean, reason: string, source: PolicySource, extra: ApplyExtra): ApplyResult {
+  /** hash may be a function: a large file is then hashed after the kernel holds the change, not before. */
+  private apply(policy: ValidPolicy, hash: string | (() => string), force: boolean, reason: string, source: PolicySource, extra: ApplyExtra): ApplyResult {
     const dp = this.dataPlane;
     if (this.current && policy.pinDir !== this.current.policy.pinDir) {
       this.log.warn({ running: this.current.policy.pinDir, file: policy.pinDir }, 'pinDir changes take effect at the next agent start');
@@ -340,7 +341,7 @@ export class Agent {
     this.mirror = plan.mirror;
     const ms = Number(process.hrtime.bigint() - t0) / 1e6;
     const changed = replanned && previous ? { previous, rule: change!.after.name } : undefined;
-    this.current = agentState(policy, desired, plan.slots, hash, extra.warnings ?? [], changed);
+    this.current = agentState(policy, desired, plan.slots, typeof hash === 'string' ? hash : hash(), extra.warnings ?? [], changed);
     this.source = source;
     const result = {
       buckets: desired.buckets.length,

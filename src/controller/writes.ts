@@ -196,8 +196,8 @@ export class PolicyWriter {
     try {
       // A batch of one limit change is planned at the cost of that rule; anything else in full.
       const change = changes.length === 1 ? changes[0] : undefined;
-      const hash = hashText(data);
-      result = this.agent.applyPolicy(policy, hash, why, { warnings, ...(change ? { change } : {}) });
+      let hash = '';
+      result = this.agent.applyPolicy(policy, () => (hash = hashText(data)), why, { warnings, ...(change ? { change } : {}) });
       writeFileAtomic(path, data);
       this.file = { path, text: current.text, hash, id: fileId(path), ...(current.rules ? { rules: current.rules } : {}) };
     } catch (err) {

@@ -47,9 +47,12 @@ export function applyPlan(dp: DataPlane, plan: WritePlan): void {
     dp.maps.ps_counters.writeMany(keys, Buffer.alloc(dp.maps.ps_counters.stride * fresh.length));
   }
   writeRules(dp, plan.rules.map((w) => [w.slot, w.rule]));
-  // Single aligned u32 stores: the program sees the old or the new slot, never a mix.
-  const view = dp.portsView;
-  for (let i = 0; i < plan.portIndexes.length; i++) view[2 * plan.portIndexes[i]!] = plan.portSlots[i]!;
+  // Single aligned u32 stores: the program sees the old or the new slot, never a mix. The view is
+  // mapped only when there is a port to write (mapping inserts every page of the 16 MiB table).
+  if (plan.portIndexes.length) {
+    const view = dp.portsView;
+    for (let i = 0; i < plan.portIndexes.length; i++) view[2 * plan.portIndexes[i]!] = plan.portSlots[i]!;
+  }
   writeRules(
     dp,
     plan.release.map((slot) => [slot, UNUSED]),

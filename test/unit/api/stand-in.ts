@@ -22,9 +22,9 @@ export function standIn(policyPath: string) {
     interfaces: () => [],
     validateText,
     validateRule: (text: string) => validateOne(text, policyPath, { interfaceExists: () => true })?.rule,
-    applyPolicy(policy: ValidPolicy, hash: string, reason: string) {
+    applyPolicy(policy: ValidPolicy, hash: string | (() => string), reason: string) {
       applied.push({ rules: policy.rules.map((r) => `${r.name}=${r.rateBps}`), reason });
-      agent.state = agentState(policy, planPolicy(policy), new Map(), hash);
+      agent.state = agentState(policy, planPolicy(policy), new Map(), typeof hash === 'string' ? hash : hash());
       return { buckets: 0, ruleWrites: 0, portWrites: 0, released: 0, ms: 0 };
     },
     serialize<T>(fn: () => Promise<T>): Promise<T> {
