@@ -17,6 +17,9 @@ const jsonOnly: preValidationHookHandler = async (request, reply) => {
 export const ruleRoutes: FastifyPluginAsync<{ service: ShaperService }> = async (app, { service }) => {
   app.get('/rules', {
     schema: { summary: 'Every rule: configuration, counters per direction, observed rates.', tags: ['rules'], response: { 200: RuleList } },
+    // The views are built field by field by the service; V8's JSON.stringify writes 65,536 of them (38 MB)
+    // in ~0.2 s, the schema's compiled serialiser in ~1.5 s. The schema still documents the answer.
+    serializerCompiler: () => (data) => JSON.stringify(data),
   }, async () => ({ rules: service.listRules() }));
 
   app.get<{ Params: RuleNameParams }>('/rules/:name', {
