@@ -9,7 +9,7 @@ import { afterAll, beforeAll, expect, it } from 'vitest';
 import { removePins } from '../../src/kernel/pins.js';
 import { describeKernel } from '../helpers/env.js';
 import { testPinDir } from '../helpers/dataplane.js';
-import { AgentProcess, PinnedReader, PolicyDir } from '../helpers/agent.js';
+import { AgentProcess, PinnedReader, PolicyDir, purgeAgent } from '../helpers/agent.js';
 import { createTopology, run, tcFilters, type Topology } from '../helpers/net.js';
 import { runIperf, udpWireBitsPerSecond, udpWireBytes, type IperfResult } from '../helpers/traffic.js';
 
@@ -58,7 +58,7 @@ rules:
     afterAll(async () => {
       await agent?.kill();
       reader?.close();
-      await run(process.execPath, [(await import('../helpers/agent.js')).CLI, 'detach', '--pin-dir', pinDir, '--purge'], { allowFailure: true });
+      await purgeAgent(topo?.nsB, pinDir);
       removePins(pinDir);
       policy.remove();
       await topo?.destroy();

@@ -15,7 +15,7 @@ import { join } from 'node:path';
 import { parse } from 'yaml';
 import { afterAll, beforeAll, expect, it } from 'vitest';
 import { removePins } from '../../src/kernel/pins.js';
-import { AgentProcess, CLI, PinnedReader, PolicyDir } from '../helpers/agent.js';
+import { AgentProcess, CLI, PinnedReader, PolicyDir, purgeAgent } from '../helpers/agent.js';
 import { testPinDir } from '../helpers/dataplane.js';
 import { describeKernel, isCI, which } from '../helpers/env.js';
 import { createTopology, nsEnterArgv, run, type Topology } from '../helpers/net.js';
@@ -137,7 +137,7 @@ rules:
     afterAll(async () => {
       await agent?.kill();
       reader?.close();
-      await run(process.execPath, [CLI, 'detach', '--pin-dir', pinDir, '--purge'], { allowFailure: true });
+      await purgeAgent(topo?.nsB, pinDir);
       removePins(pinDir);
       policy.remove();
       await topo?.destroy();

@@ -14,7 +14,7 @@ import { join } from 'node:path';
 import { afterAll, beforeAll, expect, it } from 'vitest';
 import { readOnlyReason } from '../../src/controller/source.js';
 import { removePins } from '../../src/kernel/pins.js';
-import { AgentProcess, CLI, PinnedReader, PolicyDir } from '../helpers/agent.js';
+import { AgentProcess, CLI, PinnedReader, PolicyDir, purgeAgent } from '../helpers/agent.js';
 import { ConfigMapVolume } from '../helpers/configmap.js';
 import { testPinDir } from '../helpers/dataplane.js';
 import { describeKernel } from '../helpers/env.js';
@@ -107,7 +107,7 @@ rules:
     afterAll(async () => {
       await agent?.kill();
       reader?.close();
-      await run(process.execPath, [CLI, 'detach', '--pin-dir', pinDir, '--purge'], { allowFailure: true });
+      await purgeAgent(topo?.nsB, pinDir);
       removePins(pinDir);
       await volume.remove();
       rmSync(state, { recursive: true, force: true });

@@ -12,7 +12,7 @@ import { afterAll, beforeAll, expect, it } from 'vitest';
 import type { PortEntry, PortsView } from '../../src/api/ports-schemas.js';
 import { removePins } from '../../src/kernel/pins.js';
 import { progStats, nsPerRun } from '../../bench/lib/bpfstats.js';
-import { AgentProcess, CLI, PolicyDir } from '../helpers/agent.js';
+import { AgentProcess, CLI, PolicyDir, purgeAgent } from '../helpers/agent.js';
 import { testPinDir } from '../helpers/dataplane.js';
 import { describeKernel } from '../helpers/env.js';
 import { createTopology, nsEnterArgv, run, startProcess, tcFilters, type RunningProcess, type Topology } from '../helpers/net.js';
@@ -85,7 +85,7 @@ rules:
       await run('tmux', ['kill-session', '-t', tmuxSession], { allowFailure: true });
       await agent?.kill();
       for (const l of listeners) await l.stop(1000);
-      await run(process.execPath, [CLI, 'detach', '--pin-dir', pinDir, '--purge'], { allowFailure: true });
+      await purgeAgent(topo?.nsB, pinDir);
       await topo?.destroy();
       policy.remove();
     });

@@ -8,7 +8,7 @@ import { afterAll, beforeAll, expect, it } from 'vitest';
 import { removePins } from '../../src/kernel/pins.js';
 import { describeKernel } from '../helpers/env.js';
 import { testPinDir } from '../helpers/dataplane.js';
-import { AgentProcess, CLI, PinnedReader, PolicyDir } from '../helpers/agent.js';
+import { AgentProcess, CLI, PinnedReader, PolicyDir, purgeAgent } from '../helpers/agent.js';
 import { createTopology, htbClasses, nsEnterArgv, qdiscs, run, type Topology } from '../helpers/net.js';
 import { runIperf, tcpGoodputBitsPerSecond } from '../helpers/traffic.js';
 
@@ -50,7 +50,7 @@ rules:
     afterAll(async () => {
       await agent?.kill();
       reader?.close();
-      await run(process.execPath, [CLI, 'detach', '--pin-dir', pinDir, '--purge'], { allowFailure: true });
+      await purgeAgent(topo?.nsB, pinDir);
       removePins(pinDir);
       policy.remove();
       await topo?.destroy();

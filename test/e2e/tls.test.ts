@@ -10,7 +10,7 @@ import { readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterAll, beforeAll, expect, it } from 'vitest';
 import { removePins } from '../../src/kernel/pins.js';
-import { AgentProcess, CLI, PolicyDir } from '../helpers/agent.js';
+import { AgentProcess, CLI, PolicyDir, purgeAgent } from '../helpers/agent.js';
 import { testPinDir } from '../helpers/dataplane.js';
 import { describeKernel } from '../helpers/env.js';
 import { createTopology, nsEnterArgv, run, type RunResult, type Topology } from '../helpers/net.js';
@@ -80,7 +80,7 @@ rules:
     });
     afterAll(async () => {
       await agent?.kill();
-      await run(process.execPath, [CLI, 'detach', '--pin-dir', pinDir, '--purge'], { allowFailure: true });
+      await purgeAgent(topo?.nsB, pinDir);
       removePins(pinDir);
       policy.remove();
       await topo?.destroy();

@@ -12,7 +12,8 @@ import { PS, psCounters, psRule, type PsCounters, type PsRule } from '../../src/
 import { objGet, possibleCpus } from '../../src/kernel/libbpf.js';
 import { U32Map } from '../../src/kernel/maps.js';
 import { sumCounters } from '../../src/kernel/counters.js';
-import { nsEnterArgv } from './net.js';
+import { removePins } from '../../src/kernel/pins.js';
+import { nsEnterArgv, run } from './net.js';
 
 export const CLI = join(import.meta.dirname, '..', '..', 'dist', 'cli', 'main.js');
 
@@ -161,4 +162,17 @@ export class PinnedReader {
     this.rules.close();
     this.counters.close();
   }
+}
+
+/**
+ * After a test's agent: detach its filters from inside the test's namespace
+ * (the pinned interface list holds that namespace's ifindexes: run on the
+ * host, detach would look at the host's interfaces and fail before purging),
+ * then remove the pin directory whatever detach said.
+ */
+export async function purgeAgent(ns: string | undefined, pinDir: string): Promise<void> {
+  const argv = [process.execPath, CLI, 'detach', '--pin-dir', pinDir, '--purge'];
+  const [cmd, ...args] = ns ? nsEnterArgv(ns, argv) : argv;
+  await run(cmd!, args, { allowFailure: true });
+  removePins(pinDir);
 }
