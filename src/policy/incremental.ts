@@ -9,16 +9,15 @@
  * does not cover (rules restricted to some interfaces: profiles) sends the
  * caller to full validation, which then reports exactly what the file gets.
  */
-import type { Direction, Protocol, Side } from '../kernel/desired.js';
+import type { Direction, Protocol } from '../kernel/desired.js';
+import { PS } from '../kernel/layout.js';
+import { PORT_CELLS, tableBase } from './overlap.js';
 import { parsePolicy } from './parse.js';
 import type { PolicyEnv, PolicyRule, ValidPolicy } from './types.js';
-import { MAX_SHAPED_BUCKETS, validatePolicy } from './validate.js';
-import { PS } from '../kernel/layout.js';
+import { bucketCount, MAX_SHAPED_BUCKETS, validatePolicy } from './validate.js';
 
-const PORTS = 65536;
 const DIRECTIONS: readonly Direction[] = ['ingress', 'egress'];
 const PROTOCOLS: readonly Protocol[] = ['tcp', 'udp'];
-const SIDES: readonly Side[] = ['local', 'remote'];
 
 /**
  * The rule of a policy text holding exactly one rule, when that text is valid
@@ -28,14 +27,6 @@ export function validateOne(text: string, file: string, env: PolicyEnv): { polic
   const { policy, diagnostics } = validatePolicy(parsePolicy(text, file), env);
   if (!policy || diagnostics.length || policy.rules.length !== 1) return undefined;
   return { policy, rule: policy.rules[0]! };
-}
-
-/** Token buckets and shaped buckets a rule takes: what the validator counts against capacity. */
-export function bucketCount(rule: PolicyRule): { buckets: number; shaped: number } {
-  const ports = rule.perPort ? rule.to - rule.from + 1 : 1;
-  const directions = rule.direction === 'both' ? 2 : 1;
-  const egress = rule.direction !== 'ingress';
-  return { buckets: directions * ports, shaped: rule.mode === 'shape' && rule.rateBps !== 0 && egress ? ports : 0 };
 }
 
 /**
@@ -51,7 +42,7 @@ export class RuleIndex {
   private shaped = 0;
 
   private constructor(public policy: ValidPolicy) {
-    this.owners = new Array<PolicyRule | undefined>(DIRECTIONS.length * PROTOCOLS.length * SIDES.length * PORTS);
+    this.owners = new Array<PolicyRule | undefined>(PORT_CELLS);
     for (const rule of policy.rules) {
       this.claim(rule, rule);
       this.names.set(rule.name, rule);
@@ -128,7 +119,7 @@ export class RuleIndex {
     const protocols = rule.protocol === 'any' ? PROTOCOLS : [rule.protocol];
     for (const direction of directions) {
       for (const protocol of protocols) {
-        const base = ((DIRECTIONS.indexOf(direction) * PROTOCOLS.length + PROTOCOLS.indexOf(protocol)) * SIDES.length + SIDES.indexOf(rule.side)) * PORTS;
+        const base = tableBase(direction, protocol, rule.side);
         for (let port = rule.from; port <= rule.to; port++) visit(base + port);
       }
     }

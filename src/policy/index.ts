@@ -6,7 +6,7 @@
 export { loadPolicyFile, readPolicyText } from './load.js';
 export { parsePolicy, type ParsedPolicy, type Position } from './parse.js';
 export { bucketsOfRule, planPolicy, replanRule } from './plan.js';
-export { bucketCount, RuleIndex, validateOne } from './incremental.js';
+export { RuleIndex, validateOne } from './incremental.js';
 export { policyJsonSchema } from './schema.js';
 export type { ApiSettings, MetricsSettings, PolicyEnv, PolicyInterface, PolicyRule, RuleDirection, RuleProtocol, ValidPolicy } from './types.js';
 export {
@@ -22,4 +22,4 @@ export {
   parseSize,
   UnitError,
 } from './units.js';
-export { validatePolicy, type ValidationResult } from './validate.js';
+export { bucketCount, validatePolicy, type ValidationResult } from './validate.js';

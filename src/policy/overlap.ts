@@ -57,7 +57,7 @@ export function findOverlaps(
       if (claim === undefined) continue;
       for (const direction of claim.directions) {
         for (const protocol of claim.protocols) {
-          const base = tableOf(direction, protocol, claim.side) * PORTS;
+          const base = tableBase(direction, protocol, claim.side);
           for (let port = claim.from; port <= claim.to; port++) {
             const owner = owners.get(base + port) - 1;
             if (owner < 0) {
@@ -76,6 +76,14 @@ export function findOverlaps(
   return [...found.values()].sort((a, b) => a.rule - b.rule);
 }
 
+/** Cells of the (direction, protocol, side, port) tables: an owner table of every port holds this many. */
+export const PORT_CELLS = TABLES * PORTS;
+
+/** The cell of port 0 of a (direction, protocol, side) table; add the port. */
+export function tableBase(direction: Direction, protocol: Protocol, side: Side): number {
+  return tableOf(direction, protocol, side) * PORTS;
+}
+
 function tableOf(direction: Direction, protocol: Protocol, side: Side): number {
   return (DIRECTIONS.indexOf(direction) * PROTOCOLS.length + PROTOCOLS.indexOf(protocol)) * SIDES.length + SIDES.indexOf(side);
 }
@@ -88,7 +96,7 @@ interface Owners {
 }
 
 function denseOwners(): Owners {
-  const table = new Int32Array(TABLES * PORTS);
+  const table = new Int32Array(PORT_CELLS);
   return { get: (cell) => table[cell]!, set: (cell, owner) => void (table[cell] = owner), clear: () => table.fill(0) };
 }
 

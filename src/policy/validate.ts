@@ -256,13 +256,7 @@ function checkRules(
     const protocols: Protocol[] = protocol === 'any' ? ['tcp', 'udp'] : [protocol];
     checkConnectionScope(item, defaults, client, protocol, direction, path, findings);
     // Built by assignment, not by spreading optional parts: this runs once per rule of a 65,536-rule file.
-    const checked: CheckedRule = {
-      index,
-      name,
-      line,
-      buckets: directions.length * (perPort ? ports.to - ports.from + 1 : 1),
-      shaped: mode === 'shape' && rateBps !== 0 && directions.includes('egress') ? (perPort ? ports.to - ports.from + 1 : 1) : 0,
-    };
+    const checked: CheckedRule = { index, name, line, ...bucketCount({ ...ports, perPort, direction, mode, rateBps }) };
     if (scope) checked.scope = scope;
     if (sound) checked.claim = { from: ports.from, to: ports.to, protocols, directions, side };
     if (rateBps === undefined || bursts === undefined || horizonNs === undefined || !findings.isClean(path)) return [checked];
@@ -289,6 +283,17 @@ function checkRules(
     checked.rule = rule;
     return [checked];
   });
+}
+
+/**
+ * Token buckets and shaped buckets (HTB classes) a rule takes: what capacity
+ * is counted in, here and for one-rule API writes (incremental.ts). An
+ * unknown rate (invalid) counts as limited.
+ */
+export function bucketCount(rule: Pick<PolicyRule, 'from' | 'to' | 'perPort' | 'direction' | 'mode'> & { rateBps: number | undefined }): { buckets: number; shaped: number } {
+  const ports = rule.perPort ? rule.to - rule.from + 1 : 1;
+  const directions = rule.direction === 'both' ? 2 : 1;
+  return { buckets: directions * ports, shaped: rule.mode === 'shape' && rule.rateBps !== 0 && rule.direction !== 'ingress' ? ports : 0 };
 }
 
 function defaultOf<T extends string>(key: keyof typeof RULE_KEYS): T {
