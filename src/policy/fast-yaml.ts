@@ -6,8 +6,9 @@
  * in tens of milliseconds instead of seconds.
  *
  * It never guesses: anything outside that subset (anchors, tags, block
- * scalars, multi-line scalars or flow collections, tabs, CRLF, directives,
- * duplicate keys, syntax errors) makes it give up, and the caller parses the
+ * scalars, multi-line scalars or flow collections, escapes in double
+ * quotes, tabs, CRLF, directives, duplicate keys, syntax errors) makes it
+ * give up, and the caller parses the
  * text with the `yaml` package, which reports the errors with positions.
  * Scalars resolve through the `yaml` package's own core-schema tags, so both
  * parsers give a value the same type. test/unit/policy/fast-yaml.test.ts
@@ -293,7 +294,9 @@ class FastParser {
   private quoted(pos: number): { node: SrcScalar; end: number } {
     const end = this.quotedEnd(pos);
     const body = this.t.slice(pos + 1, end - 1);
-    const value = this.t[pos] === "'" ? body.replaceAll("''", "'") : unescapeDouble(body);
+    // Escapes in double quotes ("\t", "\u00e9", …) are the yaml package's to read: give up on them.
+    if (this.t[pos] === '"' && body.includes('\\')) throw GIVE_UP;
+    const value = this.t[pos] === "'" ? body.replaceAll("''", "'") : body;
     return { node: { kind: 'scalar', value, start: pos }, end };
   }
 
@@ -356,29 +359,4 @@ class FastParser {
     // "#" right after a value (no space) is part of it in YAML; a plain scalar has taken it already.
     if (this.t.charCodeAt(pos) === 35 && pos === end) throw GIVE_UP;
   }
-}
-
-const ESCAPES: Record<string, string> = { '\\': '\\', '"': '"', '/': '/', n: '\n', t: '\t', r: '\r', b: '\b', f: '\f', '0': '\0', ' ': ' ' };
-
-function unescapeDouble(body: string): string {
-  if (!body.includes('\\')) return body;
-  let out = '';
-  for (let i = 0; i < body.length; i++) {
-    const ch = body[i]!;
-    if (ch !== '\\') {
-      out += ch;
-      continue;
-    }
-    const e = body[++i];
-    if (e !== undefined && ESCAPES[e] !== undefined) {
-      out += ESCAPES[e];
-      continue;
-    }
-    const width = e === 'x' ? 2 : e === 'u' ? 4 : e === 'U' ? 8 : 0;
-    const hex = body.slice(i + 1, i + 1 + width);
-    if (!width || !/^[0-9a-fA-F]+$/.test(hex) || hex.length !== width) throw GIVE_UP;
-    out += String.fromCodePoint(parseInt(hex, 16));
-    i += width;
-  }
-  return out;
 }

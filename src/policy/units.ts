@@ -105,13 +105,13 @@ const BYTE_RATE = /^(|k|m|g|t|ki|mi|gi|ti)(bps|b\/s)$/;
  * rates and bursts (its defaults) thousands of times. Bounded, since the API
  * can send any text; failures are not kept (they throw each time).
  */
-function memo<A extends unknown[]>(parse: (text: string, ...rest: A) => number, key: (text: string, ...rest: A) => string) {
+function memo<A extends unknown[]>(parse: (...args: A) => number, key: (...args: A) => string): (...args: A) => number {
   const known = new Map<string, number>();
-  return (text: string, ...rest: A): number => {
-    const k = key(text, ...rest);
+  return (...args: A): number => {
+    const k = key(...args);
     let value = known.get(k);
     if (value === undefined) {
-      value = parse(text, ...rest);
+      value = parse(...args);
       if (known.size >= 4096) known.clear();
       known.set(k, value);
     }
@@ -264,16 +264,7 @@ export function effectiveHorizonNs(horizonNs: number, rateBps: number): number {
 }
 
 /** Two largest packets' time at a rate; remembered per rate (a policy has few distinct rates). */
-const twoPackets = new Map<number, number>();
-function twoPacketsNs(rateBps: number): number {
-  let ns = twoPackets.get(rateBps);
-  if (ns === undefined) {
-    ns = wholeNs((2 * MAX_PACKET_BYTES * BITS_PER_BYTE * NS_PER_SEC) / rateBps);
-    if (twoPackets.size >= 4096) twoPackets.clear();
-    twoPackets.set(rateBps, ns);
-  }
-  return ns;
-}
+const twoPacketsNs = memo((rateBps: number) => wholeNs((2 * MAX_PACKET_BYTES * BITS_PER_BYTE * NS_PER_SEC) / rateBps), String);
 
 function minBurstNs(rateBps: number): number {
   return wholeNs((MIN_BURST_BYTES * BITS_PER_BYTE * NS_PER_SEC) / rateBps);

@@ -40,7 +40,7 @@ const ACCEPTED = [
   'interfaces: [eth0]\n',
   'interfaces:\n  - eth0\n  - name: eth1\n    ingress: false\n',
   'defaults:\n  rate: 10mbit\n\n\n# between\nrules:\n  # leading comment\n  - port: 80\n\n  - port: 81\n# trailing\n',
-  "a: 'it''s'\nb: \"tab\\tand \\u00e9 \\\" \\\\\"\nc: a#b\nd: [a, b,]\ne: {}\nf: [ ]\n",
+  "a: 'it''s'\nb: \"plain é and 'quotes'\"\nc: a#b\nd: [a, b,]\ne: {}\nf: [ ]\n",
   'a:\n  b:\n    c: [1, [2, 3], {d: e}]\n',
   '"quoted key": 1\n\'single\': 2\n80: x\n',
   'metrics:\n  listen: 127.0.0.1:9100\napi:\n  listen: "[::1]:7878"\n',
@@ -72,6 +72,7 @@ const REFUSED = [
   'a:\n    b: 1\n  c: 2\n',
   'a: 1\n- b\n',
   'a: "\\q"\n',
+  'b: "tab\\tand \\u00e9"\n',
   'a: -\nb: - x\n',
 ];
 
