@@ -9,7 +9,7 @@ import { afterAll, beforeAll, expect, it } from 'vitest';
 import { removePins } from '../../src/kernel/pins.js';
 import { describeKernel } from '../helpers/env.js';
 import { testPinDir } from '../helpers/dataplane.js';
-import { AgentProcess, PinnedReader, PolicyDir, purgeAgent } from '../helpers/agent.js';
+import { AgentProcess, PinnedReader, PolicyDir, endAgentTest } from '../helpers/agent.js';
 import { createTopology, run, tcFilters, type Topology } from '../helpers/net.js';
 import { runIperf, udpWireBitsPerSecond, udpWireBytes, type IperfResult } from '../helpers/traffic.js';
 
@@ -55,14 +55,7 @@ rules:
       slot = reader.slotOf('udp/ingress')!;
       expect(slot, 'bucket udp/ingress is in the pinned ps_rules').toBeGreaterThan(0);
     });
-    afterAll(async () => {
-      await agent?.kill();
-      reader?.close();
-      await purgeAgent(topo?.nsB, pinDir);
-      removePins(pinDir);
-      policy.remove();
-      await topo?.destroy();
-    });
+    afterAll(() => endAgentTest({ agent, reader, topo, pinDir, policy }));
 
     it('enforces the policy: UDP at 2x is held to 100 Mbit/s', async () => {
       const r = await udp(200 * MBIT);

@@ -15,7 +15,7 @@ import { join } from 'node:path';
 import { parse } from 'yaml';
 import { afterAll, beforeAll, expect, it } from 'vitest';
 import { removePins } from '../../src/kernel/pins.js';
-import { AgentProcess, CLI, PinnedReader, PolicyDir, purgeAgent } from '../helpers/agent.js';
+import { AgentProcess, CLI, PinnedReader, PolicyDir, endAgentTest } from '../helpers/agent.js';
 import { testPinDir } from '../helpers/dataplane.js';
 import { describeKernel, isCI, which } from '../helpers/env.js';
 import { createTopology, nsEnterArgv, run, type Topology } from '../helpers/net.js';
@@ -134,14 +134,7 @@ rules:
       await agent.waitFor((r) => r.msg === 'API listening');
       reader = new PinnedReader(pinDir);
     });
-    afterAll(async () => {
-      await agent?.kill();
-      reader?.close();
-      await purgeAgent(topo?.nsB, pinDir);
-      removePins(pinDir);
-      policy.remove();
-      await topo?.destroy();
-    });
+    afterAll(() => endAgentTest({ agent, reader, topo, pinDir, policy }));
 
     it('creates the token file (0600), answers health and readiness, refuses writes without the token', async () => {
       expect(readFileSync(tokenFile, 'utf8').trim()).toMatch(/^[0-9a-f]{64}$/);

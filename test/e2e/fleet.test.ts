@@ -108,7 +108,6 @@ rules:
       await agent?.kill();
       reader?.close();
       await purgeAgent(topo?.nsB, pinDir);
-      removePins(pinDir);
       await volume.remove();
       rmSync(state, { recursive: true, force: true });
       await topo?.destroy();

@@ -8,7 +8,7 @@ import { afterAll, beforeAll, expect, it } from 'vitest';
 import { removePins } from '../../src/kernel/pins.js';
 import { describeKernel } from '../helpers/env.js';
 import { testPinDir } from '../helpers/dataplane.js';
-import { AgentProcess, CLI, PinnedReader, PolicyDir, purgeAgent } from '../helpers/agent.js';
+import { AgentProcess, CLI, PinnedReader, PolicyDir, endAgentTest } from '../helpers/agent.js';
 import { createTopology, htbClasses, nsEnterArgv, qdiscs, run, type Topology } from '../helpers/net.js';
 import { runIperf, tcpGoodputBitsPerSecond } from '../helpers/traffic.js';
 
@@ -47,14 +47,7 @@ rules:
       await agent.applied();
       reader = new PinnedReader(pinDir);
     });
-    afterAll(async () => {
-      await agent?.kill();
-      reader?.close();
-      await purgeAgent(topo?.nsB, pinDir);
-      removePins(pinDir);
-      policy.remove();
-      await topo?.destroy();
-    });
+    afterAll(() => endAgentTest({ agent, reader, topo, pinDir, policy }));
 
     it('kill -9 during a transfer: every second stays shaped to the rate; a new agent adopts the class and its queue', async () => {
       const classBefore = await htbClasses(topo.nsB, topo.ifB);
